@@ -1,0 +1,125 @@
+//! The programs inside the `dstore` executable. One table lists them; `dispatch` picks one by the
+//! name the executable was started under (`dgrep`, `dcat`, ...) or, when that is `dstore`, by its
+//! first argument, the way busybox and coreutils' multicall binary do.
+
+use anyhow::Result;
+use clap::{ArgMatches, Command};
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+mod cat;
+mod import;
+mod links;
+mod pb2json;
+
+/// One applet: its subcommand name, the dstore 1.x program name that runs it, its command-line
+/// interface and its body.
+pub struct Applet {
+    pub name: &'static str,
+    pub alias: Option<&'static str>,
+    pub command: fn() -> Command,
+    pub run: fn(&ArgMatches) -> Result<ExitCode>,
+}
+
+pub static APPLETS: &[Applet] = &[
+    Applet { name: "ingest", alias: Some("tcpdistro"), command: not_yet::ingest, run: not_yet::run },
+    Applet { name: "import", alias: None, command: import::command, run: import::run },
+    Applet { name: "cat", alias: Some("dcat"), command: cat::command, run: cat::run },
+    Applet { name: "pb2json", alias: Some("dnspb2json"), command: pb2json::command, run: pb2json::run },
+    Applet { name: "grep", alias: Some("dgrep"), command: not_yet::grep, run: not_yet::run },
+    Applet { name: "rotate", alias: None, command: not_yet::rotate, run: not_yet::run },
+    Applet { name: "gateway", alias: Some("egateway"), command: not_yet::gateway, run: not_yet::run },
+    Applet { name: "links", alias: None, command: links::command, run: links::run },
+];
+
+/// Exit status for "ran and found nothing" (grep's 1); errors are 2.
+pub const EXIT_ERROR: u8 = 2;
+
+fn find(name: &str) -> Option<&'static Applet> {
+    APPLETS.iter().find(|a| a.name == name || a.alias == Some(name))
+}
+
+/// Runs the applet that `args` (argv, program name first) asks for.
+pub fn dispatch(args: Vec<OsString>) -> Result<ExitCode> {
+    let program = args
+        .first()
+        .and_then(|a| Path::new(a).file_stem())
+        .and_then(|s| s.to_str())
+        .unwrap_or("dstore");
+    if let Some(applet) = find(program) {
+        return run_applet(applet, args);
+    }
+    let mut top = top_command();
+    let first = args.get(1).and_then(|a| a.to_str());
+    match first {
+        Some("--list") => {
+            for a in APPLETS {
+                let alias = a.alias.map(|x| format!(" (also {x})")).unwrap_or_default();
+                println!("{}{alias}", a.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(name) if find(name).is_some() => {
+            let applet = find(name).expect("just found");
+            let mut rest = args;
+            rest.remove(0);
+            rest[0] = format!("dstore {}", applet.name).into();
+            run_applet(applet, rest)
+        }
+        _ => {
+            // Unknown word, --help, --version or nothing: clap prints the right thing.
+            let m = top.try_get_matches_from_mut(args)?;
+            let _ = m;
+            top.print_help()?;
+            Ok(ExitCode::from(EXIT_ERROR))
+        }
+    }
+}
+
+fn run_applet(applet: &Applet, args: Vec<OsString>) -> Result<ExitCode> {
+    let mut cmd = (applet.command)()
+        .name(applet.name)
+        .version(env!("CARGO_PKG_VERSION"));
+    if let Some(bin) = args.first().and_then(|a| a.to_str()) {
+        cmd = cmd.bin_name(bin.to_string());
+    }
+    let matches = cmd.try_get_matches_from(args)?;
+    (applet.run)(&matches)
+}
+
+fn top_command() -> Command {
+    let mut cmd = Command::new("dstore")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Store and search PowerDNS protobuf DNS event streams")
+        .after_help(
+            "Also runs as tcpdistro, dgrep, dcat, dnspb2json and egateway (see `dstore links`).\n\
+             `dstore --list` lists the applets.",
+        )
+        .subcommand_required(true);
+    for a in APPLETS {
+        cmd = cmd.subcommand((a.command)().name(a.name));
+    }
+    cmd
+}
+
+/// Applets that later work builds; until then they say so and exit 2.
+mod not_yet {
+    use super::*;
+
+    pub fn ingest() -> Command {
+        Command::new("ingest").about("Receive PowerDNS protobuf streams over TCP (not yet implemented)")
+    }
+    pub fn grep() -> Command {
+        Command::new("grep").about("Search the store (not yet implemented)")
+    }
+    pub fn rotate() -> Command {
+        Command::new("rotate").about("Remove old data from the store (not yet implemented)")
+    }
+    pub fn gateway() -> Command {
+        Command::new("gateway").about("HTTP API and web UI over the store (not yet implemented)")
+    }
+    pub fn run(_: &ArgMatches) -> Result<ExitCode> {
+        anyhow::bail!("not yet implemented in this version of dstore")
+    }
+}

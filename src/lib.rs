@@ -1,0 +1,11 @@
+//! dstore: receive, store and search PowerDNS protobuf DNS event streams.
+//!
+//! `format` is the on-disk storage format and knows nothing of the applets, the network or HTTP.
+//! `applets` holds the command-line programs that the single `dstore` executable dispatches to.
+
+pub mod applets;
+pub mod config;
+pub mod event_json;
+pub mod format;
+pub mod frame;
+pub mod pb;
