@@ -1,1 +1,74 @@
-//! The storage format.
+//! The dstore storage format, version 1 (FORMAT.md is normative): a store is a directory of segment
+//! files; a segment is a file header, checksummed LZ4-compressed blocks each with its time range and
+//! event count in a fixed header, and, once sealed, a footer index. This module imports nothing from
+//! the applets, the network or HTTP.
+
+pub mod block;
+pub mod codec;
+pub mod segment;
+pub mod store;
+pub mod wire;
+
+pub use codec::Decoded;
+pub use segment::{Damage, Recovery, Segment};
+pub use store::{
+    scan_segment, segment_paths, StoreWriter, StoredEvent, TimeRange, WriterOptions, WriterStats,
+};
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Errors of the storage format, each naming the file and, where there is one, the offset.
+#[derive(Debug)]
+pub enum Error {
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    FileHeader {
+        path: PathBuf,
+        what: String,
+    },
+    Block {
+        path: PathBuf,
+        offset: u64,
+        what: String,
+    },
+    Locked {
+        path: PathBuf,
+    },
+    Poisoned {
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::FileHeader { path, what } => write!(f, "{}: {what}", path.display()),
+            Error::Block { path, offset, what } => {
+                write!(f, "{}: block at offset {offset}: {what}", path.display())
+            }
+            Error::Locked { path } => write!(
+                f,
+                "{}: another dstore process is writing to this store",
+                path.display()
+            ),
+            Error::Poisoned { path } => write!(
+                f,
+                "{}: an earlier write failed; reopen the store to recover",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! A block: a fixed 64-byte header (time range, event count, lengths, checksums) followed by the
+//! payload that the codec writes. See FORMAT.md, "Block".
+
+use super::codec::{self, Decoded, Encoder, Event, FLAG_UNDECODABLE};
+use std::fmt;
+
+pub const BLOCK_MAGIC: [u8; 4] = *b"dblk";
+
+pub const MAGIC_OFFSET: usize = 0;
+pub const EVENT_COUNT_OFFSET: usize = MAGIC_OFFSET + 4;
+pub const MIN_TIME_OFFSET: usize = EVENT_COUNT_OFFSET + 4;
+pub const MAX_TIME_OFFSET: usize = MIN_TIME_OFFSET + 8;
+pub const FRAME_BYTES_OFFSET: usize = MAX_TIME_OFFSET + 8;
+pub const PAYLOAD_LEN_OFFSET: usize = FRAME_BYTES_OFFSET + 8;
+pub const PAYLOAD_CRC_OFFSET: usize = PAYLOAD_LEN_OFFSET + 4;
+pub const UNDECODABLE_OFFSET: usize = PAYLOAD_CRC_OFFSET + 4;
+pub const RESERVED_OFFSET: usize = UNDECODABLE_OFFSET + 4;
+pub const HEADER_CRC_OFFSET: usize = RESERVED_OFFSET + 16;
+pub const BLOCK_HEADER_LEN: usize = HEADER_CRC_OFFSET + 4;
+
+/// The most a block may hold: bounds what a reader allocates for a header it has not yet verified
+/// beyond its own checksum.
+pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
+pub const MAX_EVENTS: u32 = 1 << 20;
+
+/// What a block header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeader {
+    pub event_count: u32,
+    pub min_time_us: u64,
+    pub max_time_us: u64,
+    /// Bytes of the frames themselves, without length prefixes.
+    pub frame_bytes: u64,
+    pub payload_len: u32,
+    pub payload_crc: u32,
+    pub undecodable: u32,
+}
+
+/// Why a header is not a valid block header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    Short,
+    Magic,
+    Checksum { expected: u32, found: u32 },
+    Bounds,
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HeaderError::Short => f.write_str("block header cut short"),
+            HeaderError::Magic => f.write_str("no block magic"),
+            HeaderError::Checksum { expected, found } => write!(
+                f,
+                "block header checksum is {found:#010x}, the header says {expected:#010x}"
+            ),
+            HeaderError::Bounds => f.write_str("block header values out of bounds"),
+        }
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut x = [0; 4];
+    x.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(x)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut x = [0; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+impl BlockHeader {
+    pub fn encode(&self) -> [u8; BLOCK_HEADER_LEN] {
+        let mut b = [0u8; BLOCK_HEADER_LEN];
+        b[MAGIC_OFFSET..EVENT_COUNT_OFFSET].copy_from_slice(&BLOCK_MAGIC);
+        b[EVENT_COUNT_OFFSET..MIN_TIME_OFFSET].copy_from_slice(&self.event_count.to_le_bytes());
+        b[MIN_TIME_OFFSET..MAX_TIME_OFFSET].copy_from_slice(&self.min_time_us.to_le_bytes());
+        b[MAX_TIME_OFFSET..FRAME_BYTES_OFFSET].copy_from_slice(&self.max_time_us.to_le_bytes());
+        b[FRAME_BYTES_OFFSET..PAYLOAD_LEN_OFFSET].copy_from_slice(&self.frame_bytes.to_le_bytes());
+        b[PAYLOAD_LEN_OFFSET..PAYLOAD_CRC_OFFSET].copy_from_slice(&self.payload_len.to_le_bytes());
+        b[PAYLOAD_CRC_OFFSET..UNDECODABLE_OFFSET].copy_from_slice(&self.payload_crc.to_le_bytes());
+        b[UNDECODABLE_OFFSET..RESERVED_OFFSET].copy_from_slice(&self.undecodable.to_le_bytes());
+        let crc = crc32fast::hash(&b[..HEADER_CRC_OFFSET]);
+        b[HEADER_CRC_OFFSET..BLOCK_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<BlockHeader, HeaderError> {
+        let b = b.get(..BLOCK_HEADER_LEN).ok_or(HeaderError::Short)?;
+        if b[MAGIC_OFFSET..EVENT_COUNT_OFFSET] != BLOCK_MAGIC {
+            return Err(HeaderError::Magic);
+        }
+        let expected = u32_at(b, HEADER_CRC_OFFSET);
+        let found = crc32fast::hash(&b[..HEADER_CRC_OFFSET]);
+        if expected != found {
+            return Err(HeaderError::Checksum { expected, found });
+        }
+        let h = BlockHeader {
+            event_count: u32_at(b, EVENT_COUNT_OFFSET),
+            min_time_us: u64_at(b, MIN_TIME_OFFSET),
+            max_time_us: u64_at(b, MAX_TIME_OFFSET),
+            frame_bytes: u64_at(b, FRAME_BYTES_OFFSET),
+            payload_len: u32_at(b, PAYLOAD_LEN_OFFSET),
+            payload_crc: u32_at(b, PAYLOAD_CRC_OFFSET),
+            undecodable: u32_at(b, UNDECODABLE_OFFSET),
+        };
+        if h.event_count > MAX_EVENTS
+            || h.payload_len > MAX_PAYLOAD_LEN
+            || h.min_time_us > h.max_time_us
+            || h.undecodable > h.event_count
+        {
+            return Err(HeaderError::Bounds);
+        }
+        Ok(h)
+    }
+
+    /// Header plus payload.
+    pub fn block_len(&self) -> u64 {
+        BLOCK_HEADER_LEN as u64 + u64::from(self.payload_len)
+    }
+}
+
+/// Encodes `events` as one whole block (header and payload) appended to `out`. Returns the header
+/// and whether the codec fell back to opaque frames.
+pub fn encode_block(
+    encoder: &mut Encoder,
+    events: &[Event],
+    out: &mut Vec<u8>,
+) -> (BlockHeader, bool) {
+    let start = out.len();
+    out.resize(start + BLOCK_HEADER_LEN, 0);
+    let fell_back = encoder.encode(events, out);
+    let payload = &out[start + BLOCK_HEADER_LEN..];
+    let header = BlockHeader {
+        event_count: events.len() as u32,
+        min_time_us: events.iter().map(|e| e.time_us).min().unwrap_or(0),
+        max_time_us: events.iter().map(|e| e.time_us).max().unwrap_or(0),
+        frame_bytes: events.iter().map(|e| e.frame.len() as u64).sum(),
+        payload_len: payload.len() as u32,
+        payload_crc: crc32fast::hash(payload),
+        undecodable: events
+            .iter()
+            .filter(|e| e.flags & FLAG_UNDECODABLE != 0)
+            .count() as u32,
+    };
+    out[start..start + BLOCK_HEADER_LEN].copy_from_slice(&header.encode());
+    (header, fell_back)
+}
+
+/// Why a payload does not give back its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PayloadError {
+    Checksum { expected: u32, found: u32 },
+    Codec(codec::CodecError),
+}
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PayloadError::Checksum { expected, found } => write!(
+                f,
+                "block payload checksum is {found:#010x}, the header says {expected:#010x}"
+            ),
+            PayloadError::Codec(e) => write!(f, "block payload does not decode: {e}"),
+        }
+    }
+}
+
+/// Verifies the payload's checksum, then decodes it.
+pub fn decode_payload(
+    header: &BlockHeader,
+    payload: &[u8],
+    out: &mut Decoded,
+) -> Result<(), PayloadError> {
+    let found = crc32fast::hash(payload);
+    if found != header.payload_crc {
+        return Err(PayloadError::Checksum {
+            expected: header.payload_crc,
+            found,
+        });
+    }
+    codec::decode(payload, header.event_count as usize, out).map_err(PayloadError::Codec)
+}

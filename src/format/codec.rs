@@ -1,0 +1,1080 @@
+//! The block codec: turns a batch of events (exact frames, event times, flags) into the sections of a
+//! block and back, byte for byte. See FORMAT.md, "Block payload".
+//!
+//! Each frame is taken apart field by field at the protobuf wire level (no schema beyond which fields
+//! hold nested messages). Its structure, the sequence of tags, goes to a per-block dictionary of
+//! shapes; each field's value goes to a column holding that field across all events of the block, so
+//! that LZ4 sees like next to like. A response inherits every value that equals the same field of its
+//! query (the earlier event with the same messageId), and timeSec/timeUsec are stored relative to the
+//! event time. A frame that cannot be taken apart exactly is kept whole, as an opaque frame.
+
+use super::wire::{
+    put_varint, read_canonical_varint, read_field, read_varint, unzigzag, varint_len, zigzag,
+    WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT,
+};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Event flags, one byte per event.
+pub const FLAG_UNDECODABLE: u8 = 1;
+pub const FLAG_RECEIVE_TIME: u8 = 2;
+
+/// Section kinds of a block payload.
+pub const SECTION_TIMES: u8 = 1;
+pub const SECTION_FLAGS: u8 = 2;
+pub const SECTION_SHAPE_IDS: u8 = 3;
+pub const SECTION_SHAPES: u8 = 4;
+pub const SECTION_REFS: u8 = 5;
+pub const SECTION_OPAQUE: u8 = 6;
+pub const SECTION_COLUMN: u8 = 7;
+
+/// Section storage.
+const STORED_PLAIN: u8 = 0;
+const STORED_LZ4: u8 = 1;
+
+/// Shape entry kinds, after each tag.
+const KIND_LITERAL: u8 = 0;
+const KIND_INHERIT: u8 = 1;
+const KIND_NESTED: u8 = 2;
+/// Ends a nested message in a shape (a tag is never 0).
+const SHAPE_END: u8 = 0;
+/// Shape id of an opaque frame.
+const OPAQUE_SHAPE: u64 = 0;
+
+/// Bounds that keep a hostile block from allocating without limit.
+pub const MAX_SECTION_LEN: usize = 256 << 20;
+const MAX_SECTIONS: usize = 4096;
+const MAX_NODES: usize = 2048;
+const MAX_DEPTH: usize = 8;
+
+const ROOT: u16 = 0;
+const TAG_MESSAGE_ID: u32 = 2 << 3 | 2;
+const TAG_TIME_SEC: u32 = 9 << 3;
+const TAG_TIME_USEC: u32 = 10 << 3;
+
+/// One event handed to the encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct Event<'a> {
+    pub frame: &'a [u8],
+    pub time_us: u64,
+    pub flags: u8,
+}
+
+/// What is wrong with a block payload that passed its checksum but does not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError(pub String);
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn bad<T>(what: impl Into<String>) -> Result<T, CodecError> {
+    Err(CodecError(what.into()))
+}
+
+/// Which fields hold nested messages that are worth taking apart: PBDNSMessage's question (12),
+/// response (13), meta (22) and trace (23), the response's records (13.2) and a meta's value (22.2).
+fn holds_message(parent_path: &[u32], tag: u32) -> bool {
+    matches!(
+        (parent_path, tag),
+        ([], 98 | 106 | 178 | 186) | ([106], 18) | ([178], 18)
+    )
+}
+
+/// What the encoder knows about each field path seen in this block.
+struct Node {
+    path: Vec<u32>,
+    holds_message: bool,
+    column: Vec<u8>,
+    prev: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Tok {
+    Leaf { node: u16, start: u32, end: u32 },
+    Begin { node: u16 },
+    End,
+}
+
+#[derive(Clone, Copy)]
+struct Leaf {
+    node: u16,
+    occ: u16,
+    start: u32,
+    end: u32,
+}
+
+/// Encodes blocks; keeps its buffers between blocks.
+#[derive(Default)]
+pub struct Encoder {
+    nodes: Vec<Node>,
+    /// (parent node, tag) to node id, for tags below 256 (field numbers below 32).
+    small: Vec<u16>,
+    large: HashMap<(u16, u32), u16>,
+    toks: Vec<Tok>,
+    leaves: Vec<Leaf>,
+    event_leaves: Vec<(u32, u32)>,
+    occ: Vec<u16>,
+    shape: Vec<u8>,
+    scratch: Vec<u8>,
+    verify: Option<Box<Decoded>>,
+}
+
+impl Encoder {
+    pub fn new() -> Self {
+        Encoder::default()
+    }
+
+    /// Encodes `events` into a block payload appended to `out`. The result is decoded again and
+    /// compared with the input; should that ever differ, the block is written with every frame
+    /// opaque instead, and `true` is returned.
+    pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        self.encode_columns(events, out);
+        let mut check = self.verify.take().unwrap_or_default();
+        let same = decode(&out[start..], events.len(), &mut check).is_ok()
+            && check.len() == events.len()
+            && events.iter().enumerate().all(|(i, e)| {
+                check.frame(i) == e.frame
+                    && check.times[i] == e.time_us
+                    && check.flags[i] == e.flags
+            });
+        self.verify = Some(check);
+        if !same {
+            out.truncate(start);
+            self.encode_opaque(events, out);
+        }
+        !same
+    }
+
+    fn reset(&mut self) {
+        self.nodes.clear();
+        self.nodes.push(Node {
+            path: Vec::new(),
+            holds_message: true,
+            column: Vec::new(),
+            prev: 0,
+        });
+        self.small.clear();
+        self.large.clear();
+        self.leaves.clear();
+        self.event_leaves.clear();
+    }
+
+    fn node(&mut self, parent: u16, tag: u32) -> Option<u16> {
+        let slot = (tag < 256).then(|| usize::from(parent) * 256 + tag as usize);
+        if let Some(slot) = slot {
+            if let Some(&id) = self.small.get(slot).filter(|&&id| id != 0) {
+                return Some(id);
+            }
+        } else if let Some(&id) = self.large.get(&(parent, tag)) {
+            return Some(id);
+        }
+        if self.nodes.len() >= MAX_NODES {
+            return None;
+        }
+        let id = self.nodes.len() as u16;
+        let parent_node = &self.nodes[usize::from(parent)];
+        let mut path = parent_node.path.clone();
+        let holds = parent_node.holds_message && holds_message(&path, tag);
+        path.push(tag);
+        self.nodes.push(Node {
+            path,
+            holds_message: holds,
+            column: Vec::new(),
+            prev: 0,
+        });
+        match slot {
+            Some(slot) => {
+                if self.small.len() <= slot {
+                    self.small.resize((usize::from(parent) + 1) * 256, 0);
+                }
+                self.small[slot] = id;
+            }
+            None => {
+                self.large.insert((parent, tag), id);
+            }
+        }
+        Some(id)
+    }
+
+    /// Splits `frame[start..end]` into tokens; false if it is not a message that can be rebuilt
+    /// byte for byte.
+    fn tokenize(
+        &mut self,
+        frame: &[u8],
+        start: usize,
+        end: usize,
+        parent: u16,
+        depth: usize,
+    ) -> bool {
+        let Some(bytes) = frame.get(..end) else {
+            return false;
+        };
+        let mut pos = start;
+        while pos < end {
+            let Some(field) = read_field(bytes, &mut pos, true) else {
+                return false;
+            };
+            let Some(node) = self.node(parent, field.tag) else {
+                return false;
+            };
+            if field.wire_type() == WIRE_LEN
+                && depth < MAX_DEPTH
+                && self.nodes[usize::from(node)].holds_message
+            {
+                let mark = self.toks.len();
+                self.toks.push(Tok::Begin { node });
+                if self.tokenize(frame, field.value_start, field.value_end, node, depth + 1) {
+                    self.toks.push(Tok::End);
+                    continue;
+                }
+                self.toks.truncate(mark);
+            }
+            self.toks.push(Tok::Leaf {
+                node,
+                start: field.value_start as u32,
+                end: field.value_end as u32,
+            });
+        }
+        true
+    }
+
+    fn encode_columns(&mut self, events: &[Event], out: &mut Vec<u8>) {
+        self.reset();
+        let mut times = Vec::with_capacity(events.len() * 3);
+        let mut flags = Vec::with_capacity(events.len());
+        let mut shape_ids = Vec::with_capacity(events.len() * 2);
+        let mut refs = Vec::with_capacity(events.len() * 2);
+        let mut opaque = Vec::new();
+        let mut shapes: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut shape_list: Vec<u8> = Vec::new();
+        let mut by_id: HashMap<&[u8], u32> = HashMap::new();
+        let mut prev_time = 0u64;
+
+        for (index, event) in events.iter().enumerate() {
+            put_varint(
+                &mut times,
+                zigzag(event.time_us.wrapping_sub(prev_time) as i64),
+            );
+            prev_time = event.time_us;
+            flags.push(event.flags);
+            let frame = event.frame;
+            self.toks.clear();
+            let leaves_start = self.leaves.len() as u32;
+            if frame.len() > u32::MAX as usize || !self.tokenize(frame, 0, frame.len(), ROOT, 0) {
+                put_varint(&mut shape_ids, OPAQUE_SHAPE);
+                put_varint(&mut refs, 0);
+                put_varint(&mut opaque, frame.len() as u64);
+                opaque.extend_from_slice(frame);
+                self.event_leaves.push((leaves_start, leaves_start));
+                continue;
+            }
+
+            // Number the occurrences of each field, find the messageId.
+            self.occ.resize(self.nodes.len(), 0);
+            let mut message_id = None;
+            for tok in &self.toks {
+                if let Tok::Leaf { node, start, end } = *tok {
+                    let occ = &mut self.occ[usize::from(node)];
+                    self.leaves.push(Leaf {
+                        node,
+                        occ: *occ,
+                        start,
+                        end,
+                    });
+                    *occ += 1;
+                    if message_id.is_none()
+                        && self.nodes[usize::from(node)].path == [TAG_MESSAGE_ID]
+                    {
+                        message_id = Some(&frame[start as usize..end as usize]);
+                    }
+                }
+            }
+            let leaves_end = self.leaves.len() as u32;
+            for leaf in &self.leaves[leaves_start as usize..] {
+                self.occ[usize::from(leaf.node)] = 0;
+            }
+            self.event_leaves.push((leaves_start, leaves_end));
+            let reference = message_id.and_then(|id| by_id.insert(id, index as u32));
+            put_varint(
+                &mut refs,
+                reference.map_or(0, |r| index as u64 - u64::from(r)),
+            );
+
+            // The shape, and each value either inherited or written to its column.
+            self.shape.clear();
+            let mut leaf_index = leaves_start as usize;
+            let mut hint = 0usize;
+            for tok in &self.toks {
+                match *tok {
+                    Tok::Begin { node } => {
+                        put_varint(
+                            &mut self.shape,
+                            u64::from(*self.nodes[usize::from(node)].path.last().unwrap_or(&0)),
+                        );
+                        self.shape.push(KIND_NESTED);
+                    }
+                    Tok::End => self.shape.push(SHAPE_END),
+                    Tok::Leaf { .. } => {
+                        let leaf = self.leaves[leaf_index];
+                        leaf_index += 1;
+                        let value = &frame[leaf.start as usize..leaf.end as usize];
+                        let node = &mut self.nodes[usize::from(leaf.node)];
+                        let tag = *node.path.last().unwrap_or(&0);
+                        put_varint(&mut self.shape, u64::from(tag));
+                        let time_base = time_base(&node.path, event.time_us);
+                        let inherited = time_base.is_none()
+                            && reference.is_some_and(|r| {
+                                let (rs, re) = self.event_leaves[r as usize];
+                                let theirs = &self.leaves[rs as usize..re as usize];
+                                find_leaf(theirs, leaf.node, leaf.occ, &mut hint).is_some_and(|t| {
+                                    events[r as usize]
+                                        .frame
+                                        .get(t.start as usize..t.end as usize)
+                                        == Some(value)
+                                })
+                            });
+                        if inherited {
+                            self.shape.push(KIND_INHERIT);
+                            continue;
+                        }
+                        self.shape.push(KIND_LITERAL);
+                        match (tag & 7) as u8 {
+                            WIRE_VARINT => {
+                                let mut p = 0;
+                                let v = read_varint(value, &mut p).unwrap_or(0);
+                                let base = time_base.unwrap_or(node.prev);
+                                put_varint(&mut node.column, zigzag(v.wrapping_sub(base) as i64));
+                                if time_base.is_none() {
+                                    node.prev = v;
+                                }
+                            }
+                            WIRE_LEN => {
+                                put_varint(&mut node.column, value.len() as u64);
+                                node.column.extend_from_slice(value);
+                            }
+                            _ => node.column.extend_from_slice(value),
+                        }
+                    }
+                }
+            }
+            let id = match shapes.get(self.shape.as_slice()) {
+                Some(&id) => id,
+                None => {
+                    let id = shapes.len() as u64 + 1;
+                    shapes.insert(self.shape.clone(), id);
+                    put_varint(&mut shape_list, self.shape.len() as u64);
+                    shape_list.extend_from_slice(&self.shape);
+                    id
+                }
+            };
+            put_varint(&mut shape_ids, id);
+        }
+
+        let mut shapes_section = Vec::with_capacity(shape_list.len() + 5);
+        put_varint(&mut shapes_section, shapes.len() as u64);
+        shapes_section.extend_from_slice(&shape_list);
+
+        let mut sections = Sections::new(out);
+        sections.add(SECTION_TIMES, &[], &times, &mut self.scratch);
+        sections.add(SECTION_FLAGS, &[], &flags, &mut self.scratch);
+        sections.add(SECTION_SHAPE_IDS, &[], &shape_ids, &mut self.scratch);
+        sections.add(SECTION_SHAPES, &[], &shapes_section, &mut self.scratch);
+        sections.add(SECTION_REFS, &[], &refs, &mut self.scratch);
+        if !opaque.is_empty() {
+            sections.add(SECTION_OPAQUE, &[], &opaque, &mut self.scratch);
+        }
+        let mut key = Vec::new();
+        for node in self.nodes.iter().filter(|n| !n.column.is_empty()) {
+            key.clear();
+            for &tag in &node.path {
+                put_varint(&mut key, u64::from(tag));
+            }
+            sections.add(SECTION_COLUMN, &key, &node.column, &mut self.scratch);
+        }
+        sections.finish();
+    }
+
+    /// Every frame opaque: the fallback that cannot fail to round-trip.
+    fn encode_opaque(&mut self, events: &[Event], out: &mut Vec<u8>) {
+        let mut times = Vec::new();
+        let mut prev_time = 0u64;
+        let mut opaque = Vec::new();
+        for event in events {
+            put_varint(
+                &mut times,
+                zigzag(event.time_us.wrapping_sub(prev_time) as i64),
+            );
+            prev_time = event.time_us;
+            put_varint(&mut opaque, event.frame.len() as u64);
+            opaque.extend_from_slice(event.frame);
+        }
+        let flags: Vec<u8> = events.iter().map(|e| e.flags).collect();
+        let mut sections = Sections::new(out);
+        sections.add(SECTION_TIMES, &[], &times, &mut self.scratch);
+        sections.add(SECTION_FLAGS, &[], &flags, &mut self.scratch);
+        sections.add(
+            SECTION_SHAPE_IDS,
+            &[],
+            &vec![0; events.len()],
+            &mut self.scratch,
+        );
+        sections.add(SECTION_SHAPES, &[], &[0], &mut self.scratch);
+        sections.add(SECTION_REFS, &[], &vec![0; events.len()], &mut self.scratch);
+        sections.add(SECTION_OPAQUE, &[], &opaque, &mut self.scratch);
+        sections.finish();
+    }
+}
+
+/// timeSec and timeUsec at the top level are stored relative to the event time.
+fn time_base(path: &[u32], time_us: u64) -> Option<u64> {
+    match path {
+        [TAG_TIME_SEC] => Some(time_us / 1_000_000),
+        [TAG_TIME_USEC] => Some(time_us % 1_000_000),
+        _ => None,
+    }
+}
+
+/// The leaf of `node` numbered `occ` among `leaves`, looking near `hint` first: a response's fields
+/// mostly come in its query's order.
+fn find_leaf(leaves: &[Leaf], node: u16, occ: u16, hint: &mut usize) -> Option<Leaf> {
+    let n = leaves.len();
+    let from = *hint;
+    let i = (0..n)
+        .map(|i| (from + i) % n)
+        .find(|&i| leaves[i].node == node && leaves[i].occ == occ)?;
+    *hint = i + 1;
+    Some(leaves[i])
+}
+
+/// Writes the section directory and bodies: `count: u16`, then per section `kind: u8, storage: u8,
+/// key_len: u8, key, raw_len: u32, stored_len: u32`, then the bodies in the same order.
+struct Sections<'a> {
+    out: &'a mut Vec<u8>,
+    directory: Vec<u8>,
+    bodies: Vec<u8>,
+    count: u16,
+}
+
+impl<'a> Sections<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Sections {
+            out,
+            directory: Vec::new(),
+            bodies: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, kind: u8, key: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
+        scratch.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+        let compressed = lz4_flex::block::compress_into(raw, scratch).unwrap_or(usize::MAX);
+        let (storage, body) = if compressed < raw.len() {
+            (STORED_LZ4, &scratch[..compressed])
+        } else {
+            (STORED_PLAIN, raw)
+        };
+        self.directory
+            .extend_from_slice(&[kind, storage, key.len() as u8]);
+        self.directory.extend_from_slice(key);
+        self.directory
+            .extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        self.directory
+            .extend_from_slice(&(body.len() as u32).to_le_bytes());
+        self.bodies.extend_from_slice(body);
+        self.count += 1;
+    }
+
+    fn finish(self) {
+        self.out.extend_from_slice(&self.count.to_le_bytes());
+        self.out.extend_from_slice(&self.directory);
+        self.out.extend_from_slice(&self.bodies);
+    }
+}
+
+/// One entry of a block's section directory.
+#[derive(Clone, Copy, Debug)]
+pub struct Section<'a> {
+    pub kind: u8,
+    pub key: &'a [u8],
+    stored_lz4: bool,
+    raw_len: usize,
+    body: &'a [u8],
+}
+
+impl Section<'_> {
+    /// The section's bytes, decompressed into `buf`.
+    pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), CodecError> {
+        buf.clear();
+        if !self.stored_lz4 {
+            buf.extend_from_slice(self.body);
+            return Ok(());
+        }
+        buf.resize(self.raw_len, 0);
+        match lz4_flex::block::decompress_into(self.body, buf) {
+            Ok(n) if n == self.raw_len => Ok(()),
+            Ok(n) => bad(format!(
+                "section of kind {} decompressed to {n} bytes, expected {}",
+                self.kind, self.raw_len
+            )),
+            Err(e) => bad(format!(
+                "section of kind {} does not decompress: {e}",
+                self.kind
+            )),
+        }
+    }
+}
+
+/// Parses the section directory of a block payload.
+pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
+    let count = match payload.get(..2) {
+        Some(b) => usize::from(u16::from_le_bytes([b[0], b[1]])),
+        None => return bad("payload shorter than its section count"),
+    };
+    if count > MAX_SECTIONS {
+        return bad(format!("{count} sections, more than {MAX_SECTIONS}"));
+    }
+    let mut pos = 2;
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let Some(&[kind, storage, key_len]) = payload.get(pos..pos + 3) else {
+            return bad("section directory runs past the payload");
+        };
+        pos += 3;
+        let Some(key) = payload.get(pos..pos + usize::from(key_len)) else {
+            return bad("section key runs past the payload");
+        };
+        pos += usize::from(key_len);
+        let Some(lens) = payload.get(pos..pos + 8) else {
+            return bad("section lengths run past the payload");
+        };
+        let raw_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
+        let stored_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
+        pos += 8;
+        if raw_len > MAX_SECTION_LEN
+            || storage > STORED_LZ4
+            || (storage == STORED_PLAIN && raw_len != stored_len)
+        {
+            return bad(format!("section of kind {kind} has storage {storage}, raw length {raw_len}, stored length {stored_len}"));
+        }
+        entries.push((kind, storage == STORED_LZ4, key, raw_len, stored_len));
+    }
+    let mut out = Vec::with_capacity(count);
+    for (kind, stored_lz4, key, raw_len, stored_len) in entries {
+        let Some(body) = payload.get(pos..pos + stored_len) else {
+            return bad(format!("section of kind {kind} runs past the payload"));
+        };
+        pos += stored_len;
+        out.push(Section {
+            kind,
+            key,
+            stored_lz4,
+            raw_len,
+            body,
+        });
+    }
+    if pos != payload.len() {
+        return bad(format!(
+            "{} bytes after the last section",
+            payload.len() - pos
+        ));
+    }
+    Ok(out)
+}
+
+/// A decoded block: every event's exact frame, time and flags.
+#[derive(Default, Debug)]
+pub struct Decoded {
+    pub frames: Vec<u8>,
+    pub ends: Vec<u32>,
+    pub times: Vec<u64>,
+    pub flags: Vec<u8>,
+    buf: Vec<u8>,
+    columns: Vec<Column>,
+    leaves: Vec<DLeaf>,
+    event_leaves: Vec<(u32, u32)>,
+}
+
+impl Decoded {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.frames[start..self.ends[i] as usize]
+    }
+}
+
+#[derive(Default, Debug)]
+struct Column {
+    key: Vec<u32>,
+    data: Vec<u8>,
+    pos: usize,
+    prev: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DLeaf {
+    column: u32,
+    occ: u16,
+    start: u32,
+    end: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Leaf {
+        tag: u32,
+        column: u32,
+        occ: u16,
+        inherit: bool,
+    },
+    Begin {
+        tag: u32,
+    },
+    End,
+}
+
+/// A cursor over a section's bytes.
+struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl Reader<'_> {
+    fn varint(&mut self) -> Result<u64, CodecError> {
+        read_varint(self.data, &mut self.pos).ok_or_else(|| {
+            CodecError(format!(
+                "{} section ends early or holds a bad varint",
+                self.what
+            ))
+        })
+    }
+}
+
+/// Decodes a block payload holding `count` events into `out` (cleared first).
+pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), CodecError> {
+    out.frames.clear();
+    out.ends.clear();
+    out.times.clear();
+    out.flags.clear();
+    out.leaves.clear();
+    out.event_leaves.clear();
+    let sections = sections(payload)?;
+    let find = |kind: u8| sections.iter().find(|s| s.kind == kind);
+    let need =
+        |kind: u8, what: &str| find(kind).ok_or_else(|| CodecError(format!("no {what} section")));
+
+    let mut buf = std::mem::take(&mut out.buf);
+    need(SECTION_TIMES, "times")?.read_into(&mut buf)?;
+    let mut r = Reader {
+        data: &buf,
+        pos: 0,
+        what: "times",
+    };
+    let mut time = 0u64;
+    for _ in 0..count {
+        time = time.wrapping_add(unzigzag(r.varint()?) as u64);
+        out.times.push(time);
+    }
+    need(SECTION_FLAGS, "flags")?.read_into(&mut out.flags)?;
+    if out.flags.len() != count {
+        return bad(format!(
+            "flags section holds {} events, the header says {count}",
+            out.flags.len()
+        ));
+    }
+
+    // Columns, by path.
+    let mut columns = std::mem::take(&mut out.columns);
+    let mut n_columns = 0;
+    for s in sections.iter().filter(|s| s.kind == SECTION_COLUMN) {
+        if columns.len() <= n_columns {
+            columns.push(Column::default());
+        }
+        let c = &mut columns[n_columns];
+        n_columns += 1;
+        c.key.clear();
+        let mut p = 0;
+        while p < s.key.len() {
+            let tag = read_canonical_varint(s.key, &mut p)
+                .ok_or_else(|| CodecError("bad column key".into()))?;
+            c.key
+                .push(u32::try_from(tag).map_err(|_| CodecError("bad column key".into()))?);
+        }
+        s.read_into(&mut c.data)?;
+        c.pos = 0;
+        c.prev = 0;
+    }
+    columns.truncate(n_columns);
+
+    // Shapes, compiled to programs.
+    need(SECTION_SHAPES, "shapes")?.read_into(&mut buf)?;
+    let mut r = Reader {
+        data: &buf,
+        pos: 0,
+        what: "shapes",
+    };
+    let n_shapes = r.varint()?;
+    if n_shapes > count as u64 {
+        return bad(format!("{n_shapes} shapes for {count} events"));
+    }
+    let mut programs: Vec<(usize, usize)> = Vec::with_capacity(n_shapes as usize + 1);
+    let mut ops: Vec<Op> = Vec::new();
+    programs.push((0, 0));
+    for _ in 0..n_shapes {
+        let len = r.varint()? as usize;
+        let shape = buf
+            .get(r.pos..r.pos.saturating_add(len))
+            .ok_or_else(|| CodecError("shape runs past its section".into()))?;
+        r.pos += len;
+        let start = ops.len();
+        compile_shape(shape, &columns, &mut ops)?;
+        programs.push((start, ops.len()));
+    }
+
+    let mut shape_ids = Vec::new();
+    need(SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
+    let mut refs = Vec::new();
+    need(SECTION_REFS, "refs")?.read_into(&mut refs)?;
+    let mut opaque = Vec::new();
+    if let Some(s) = find(SECTION_OPAQUE) {
+        s.read_into(&mut opaque)?;
+    }
+    let mut shape_ids = Reader {
+        data: &shape_ids,
+        pos: 0,
+        what: "shape ids",
+    };
+    let mut refs = Reader {
+        data: &refs,
+        pos: 0,
+        what: "refs",
+    };
+    let mut opaque = Reader {
+        data: &opaque,
+        pos: 0,
+        what: "opaque frames",
+    };
+    let mut stack: Vec<(usize, usize)> = Vec::with_capacity(MAX_DEPTH);
+
+    for index in 0..count {
+        let shape = shape_ids.varint()?;
+        let reference = refs.varint()?;
+        let leaves_start = out.leaves.len() as u32;
+        if shape == OPAQUE_SHAPE {
+            let len = opaque.varint()? as usize;
+            let bytes = opaque
+                .data
+                .get(opaque.pos..opaque.pos.saturating_add(len))
+                .ok_or_else(|| CodecError("opaque frame runs past its section".into()))?;
+            opaque.pos += len;
+            out.frames.extend_from_slice(bytes);
+        } else {
+            let &(ops_start, ops_end) = programs.get(shape as usize).ok_or_else(|| {
+                CodecError(format!(
+                    "event {index} has shape {shape}, the block has {n_shapes}"
+                ))
+            })?;
+            let theirs = match reference {
+                0 => None,
+                r if r as usize <= index => out.event_leaves.get(index - r as usize).copied(),
+                r => return bad(format!("event {index} refers {r} events back")),
+            };
+            let time_us = out.times[index];
+            for op in &ops[ops_start..ops_end] {
+                match *op {
+                    Op::Begin { tag } => {
+                        put_varint(&mut out.frames, u64::from(tag));
+                        stack.push((out.frames.len(), out.leaves.len()));
+                    }
+                    Op::End => {
+                        let (start, first_leaf) = stack
+                            .pop()
+                            .ok_or_else(|| CodecError("unbalanced shape".into()))?;
+                        let len = out.frames.len() - start;
+                        let n = varint_len(len as u64);
+                        out.frames.resize(out.frames.len() + n, 0);
+                        out.frames.copy_within(start..start + len, start + n);
+                        let mut v = len as u64;
+                        for b in &mut out.frames[start..start + n] {
+                            *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+                            v >>= 7;
+                        }
+                        for l in &mut out.leaves[first_leaf..] {
+                            l.start += n as u32;
+                            l.end += n as u32;
+                        }
+                    }
+                    Op::Leaf {
+                        tag,
+                        column,
+                        occ,
+                        inherit,
+                    } => {
+                        put_varint(&mut out.frames, u64::from(tag));
+                        let wire = (tag & 7) as u8;
+                        let start;
+                        if inherit {
+                            let (rs, re) = theirs.ok_or_else(|| {
+                                CodecError(format!(
+                                    "event {index} inherits a value but has no reference"
+                                ))
+                            })?;
+                            let t = out.leaves[rs as usize..re as usize]
+                                .iter()
+                                .find(|l| l.column == column && l.occ == occ)
+                                .copied()
+                                .ok_or_else(|| CodecError(format!("event {index} inherits a value its reference does not have")))?;
+                            if wire == WIRE_LEN {
+                                put_varint(&mut out.frames, u64::from(t.end - t.start));
+                            }
+                            start = out.frames.len();
+                            out.frames
+                                .extend_from_within(t.start as usize..t.end as usize);
+                        } else {
+                            let c = columns.get_mut(column as usize).ok_or_else(|| {
+                                CodecError(format!(
+                                    "event {index} needs a column the block does not have"
+                                ))
+                            })?;
+                            let mut r = Reader {
+                                data: &c.data,
+                                pos: c.pos,
+                                what: "column",
+                            };
+                            match wire {
+                                WIRE_VARINT => {
+                                    let delta = unzigzag(r.varint()?) as u64;
+                                    let v = match time_base(&c.key, time_us) {
+                                        Some(base) => base.wrapping_add(delta),
+                                        None => {
+                                            c.prev = c.prev.wrapping_add(delta);
+                                            c.prev
+                                        }
+                                    };
+                                    start = out.frames.len();
+                                    put_varint(&mut out.frames, v);
+                                }
+                                WIRE_LEN => {
+                                    let len = r.varint()? as usize;
+                                    let bytes = c
+                                        .data
+                                        .get(r.pos..r.pos.saturating_add(len))
+                                        .ok_or_else(|| {
+                                            CodecError("column value runs past its section".into())
+                                        })?;
+                                    r.pos += len;
+                                    put_varint(&mut out.frames, len as u64);
+                                    start = out.frames.len();
+                                    out.frames.extend_from_slice(bytes);
+                                }
+                                _ => {
+                                    let len = if wire == WIRE_FIXED64 { 8 } else { 4 };
+                                    let bytes =
+                                        c.data.get(r.pos..r.pos + len).ok_or_else(|| {
+                                            CodecError("column value runs past its section".into())
+                                        })?;
+                                    r.pos += len;
+                                    start = out.frames.len();
+                                    out.frames.extend_from_slice(bytes);
+                                }
+                            }
+                            c.pos = r.pos;
+                        }
+                        out.leaves.push(DLeaf {
+                            column,
+                            occ,
+                            start: start as u32,
+                            end: out.frames.len() as u32,
+                        });
+                    }
+                }
+            }
+            if !stack.is_empty() {
+                return bad("unbalanced shape");
+            }
+        }
+        if out.frames.len() > u32::MAX as usize {
+            return bad("block holds more than 4 GiB of frames");
+        }
+        out.event_leaves
+            .push((leaves_start, out.leaves.len() as u32));
+        out.ends.push(out.frames.len() as u32);
+    }
+    out.buf = buf;
+    out.columns = columns;
+    Ok(())
+}
+
+/// Compiles one shape into operations; every leaf is bound to its column.
+fn compile_shape(shape: &[u8], columns: &[Column], ops: &mut Vec<Op>) -> Result<(), CodecError> {
+    let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
+    let mut occ: Vec<(u32, u16)> = Vec::new();
+    let mut pos = 0;
+    while pos < shape.len() {
+        if shape[pos] == SHAPE_END {
+            pos += 1;
+            if path.pop().is_none() {
+                return bad("shape closes more messages than it opens");
+            }
+            ops.push(Op::End);
+            continue;
+        }
+        let tag = read_varint(shape, &mut pos)
+            .and_then(|t| u32::try_from(t).ok())
+            .filter(|t| {
+                matches!(
+                    (t & 7) as u8,
+                    WIRE_VARINT | WIRE_FIXED64 | WIRE_LEN | WIRE_FIXED32
+                )
+            })
+            .ok_or_else(|| CodecError("bad tag in shape".into()))?;
+        let kind = *shape
+            .get(pos)
+            .ok_or_else(|| CodecError("shape ends after a tag".into()))?;
+        pos += 1;
+        path.push(tag);
+        match kind {
+            KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
+                ops.push(Op::Begin { tag });
+                continue;
+            }
+            KIND_LITERAL | KIND_INHERIT => {}
+            _ => return bad(format!("bad entry kind {kind} in shape")),
+        }
+        // An inherited value was a literal of the same field in an earlier event, so its column
+        // exists too.
+        let column = columns.iter().position(|c| c.key == path).ok_or_else(|| {
+            CodecError("shape names a field that has no column in the block".into())
+        })? as u32;
+        path.pop();
+        let n = match occ.iter_mut().find(|(c, _)| *c == column) {
+            Some((_, n)) => {
+                *n += 1;
+                *n - 1
+            }
+            None => {
+                occ.push((column, 1));
+                0
+            }
+        };
+        ops.push(Op::Leaf {
+            tag,
+            column,
+            occ: n,
+            inherit: kind == KIND_INHERIT,
+        });
+    }
+    if !path.is_empty() {
+        return bad("shape leaves a message open");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameReader, FrameWidth};
+
+    fn sample(name: &str) -> Vec<Vec<u8>> {
+        let path = format!("{}/../shared/samples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut reader = FrameReader::new(bytes.as_slice(), FrameWidth::Two);
+        let mut frames = Vec::new();
+        while let Some(f) = reader.next_frame().unwrap() {
+            frames.push(f.to_vec());
+        }
+        frames
+    }
+
+    fn events(frames: &[Vec<u8>]) -> Vec<Event<'_>> {
+        frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Event {
+                frame: f,
+                time_us: crate::format::wire::message_time_us(f)
+                    .unwrap_or(1_700_000_000_000_000 + i as u64),
+                flags: (i % 3) as u8,
+            })
+            .collect()
+    }
+
+    fn round_trip(events: &[Event]) -> (Vec<u8>, bool) {
+        let mut payload = Vec::new();
+        let fell_back = Encoder::new().encode(events, &mut payload);
+        let mut decoded = Decoded::default();
+        decode(&payload, events.len(), &mut decoded).unwrap();
+        assert_eq!(decoded.len(), events.len());
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(decoded.frame(i), e.frame, "frame {i}");
+            assert_eq!(decoded.times[i], e.time_us);
+            assert_eq!(decoded.flags[i], e.flags);
+        }
+        (payload, fell_back)
+    }
+
+    #[test]
+    fn real_streams_round_trip_exactly_without_falling_back() {
+        for name in [
+            "dnsdist-5300.pb",
+            "dnsdist-5300.fixed.pb",
+            "dnsdist-live-same-traffic.pb",
+            "recursor-live-small.pb",
+            "recursor-live-with-outgoing.pb",
+        ] {
+            let frames = sample(name);
+            let raw: usize = frames.iter().map(|f| f.len() + 2).sum();
+            let (payload, fell_back) = round_trip(&events(&frames));
+            assert!(!fell_back, "{name}");
+            eprintln!(
+                "{name}: {} events, {:.1} bytes/event framed, {:.1} stored",
+                frames.len(),
+                raw as f64 / frames.len() as f64,
+                payload.len() as f64 / frames.len() as f64
+            );
+        }
+    }
+
+    #[test]
+    fn odd_frames_round_trip() {
+        let frames: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x08, 0x01],
+            vec![0x08, 0x81, 0x00], // non-minimal varint: opaque
+            vec![0x12, 0x02, 0xaa, 0xbb, 0x08, 0x02],
+            vec![0x12, 0x02, 0xaa, 0xbb, 0x08, 0x02, 0x08, 0x03], // same id: inherits
+            vec![0x6a, 0x03, 0x08, 0x00, 0xff], // response that is not a message: leaf
+            vec![0x6a, 0x00, 0x6a, 0x02, 0x08, 0x05], // empty nested, then a nested one
+            vec![0x0d, 1, 2, 3, 4, 0x09, 1, 2, 3, 4, 5, 6, 7, 8], // fixed32, fixed64
+            vec![0x80, 0x02, 0x07, 0x8a, 0x02, 0x01, 0x61], // field 32 and 33
+            vec![0xff; 5],
+        ];
+        let (_, fell_back) = round_trip(&events(&frames));
+        assert!(!fell_back);
+    }
+
+    #[test]
+    fn decoding_garbage_is_an_error_not_a_panic() {
+        let frames = sample("recursor-live-small.pb");
+        let (payload, _) = round_trip(&events(&frames));
+        let mut decoded = Decoded::default();
+        for i in 0..payload.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = payload.clone();
+                bad[i] ^= flip;
+                let _ = decode(&bad, frames.len(), &mut decoded);
+            }
+            let _ = decode(&payload[..i], frames.len(), &mut decoded);
+        }
+        assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
+    }
+}

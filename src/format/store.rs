@@ -1,0 +1,381 @@
+//! A store: a directory of segment files named `<sequence>-<UTC creation time>.dst`, written by one
+//! writer at a time (it holds an exclusive lock on `writer.lock`) and read by any number of readers.
+
+use super::block::{decode_payload, encode_block};
+use super::codec::{Decoded, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNDECODABLE};
+use super::segment::{Recovery, Segment, SegmentWriter};
+use super::wire::message_time_us;
+use super::Error;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const SEGMENT_SUFFIX: &str = ".dst";
+pub const LOCK_FILE: &str = "writer.lock";
+
+/// When the writer closes a block and a segment.
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// A block is written once its frames reach this many bytes.
+    pub block_bytes: usize,
+    pub block_events: usize,
+    /// A segment is sealed and a new one started past this size or age.
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            block_bytes: 1 << 20,
+            block_events: 65_536,
+            segment_bytes: 512 << 20,
+            segment_age: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Counters of what a writer has stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    pub events: u64,
+    pub undecodable: u64,
+    pub frame_bytes: u64,
+    pub blocks: u64,
+    pub block_bytes: u64,
+    /// Blocks whose events were stored as opaque frames because the codec's check failed.
+    pub opaque_fallbacks: u64,
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The segment files of a store, oldest first.
+pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| sequence_of(n).is_some())
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
+fn sequence_of(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
+    let (seq, _) = stem.split_once('-')?;
+    (seq.len() == 10).then(|| seq.parse().ok()).flatten()
+}
+
+/// `2026-11-26T10:21:38Z` style UTC text for a time in microseconds, without separators when
+/// `compact` (for file names).
+pub fn utc_text(time_us: u64, compact: bool) -> String {
+    let secs = time_us / 1_000_000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    if compact {
+        format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
+    }
+}
+
+/// The one writer of a store.
+pub struct StoreWriter {
+    dir: PathBuf,
+    _lock: File,
+    options: WriterOptions,
+    encoder: Encoder,
+    frames: Vec<u8>,
+    pending: Vec<(u32, u64, u8)>,
+    block: Vec<u8>,
+    segment: Option<SegmentWriter>,
+    next_sequence: u64,
+    stats: WriterStats,
+    poisoned: bool,
+}
+
+impl StoreWriter {
+    /// Opens (creating if needed) the store in `dir` for writing: takes the writer lock, then
+    /// recovers and seals any segment a crash left unsealed.
+    pub fn open(dir: &Path, options: WriterOptions) -> Result<(StoreWriter, Vec<Recovery>), Error> {
+        let io = |source| Error::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                })
+            }
+        }
+        let mut recoveries = Vec::new();
+        let mut next_sequence = 1;
+        for path in segment_paths(dir)? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            next_sequence = next_sequence.max(sequence_of(name).unwrap_or(0) + 1);
+            recoveries.extend(SegmentWriter::recover(&path)?);
+        }
+        let writer = StoreWriter {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            options,
+            encoder: Encoder::new(),
+            frames: Vec::new(),
+            pending: Vec::new(),
+            block: Vec::new(),
+            segment: None,
+            next_sequence,
+            stats: WriterStats::default(),
+            poisoned: false,
+        };
+        Ok((writer, recoveries))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Adds one event: the exact frame, the time it was received (used when the message carries no
+    /// time of its own), and whether it decodes as a PBDNSMessage.
+    pub fn append(
+        &mut self,
+        frame: &[u8],
+        receive_time_us: u64,
+        undecodable: bool,
+    ) -> Result<(), Error> {
+        self.check_poisoned()?;
+        let (time_us, mut flags) = match message_time_us(frame) {
+            Some(t) => (t, 0),
+            None => (receive_time_us, FLAG_RECEIVE_TIME),
+        };
+        if undecodable {
+            flags |= FLAG_UNDECODABLE;
+        }
+        self.frames.extend_from_slice(frame);
+        self.pending
+            .push((self.frames.len() as u32, time_us, flags));
+        if self.frames.len() >= self.options.block_bytes
+            || self.pending.len() >= self.options.block_events
+        {
+            self.write_block()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending as a block and makes everything appended so far durable.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.check_poisoned()?;
+        self.write_block()?;
+        if let Some(segment) = &self.segment {
+            let synced = segment.sync();
+            self.poison_on_error(synced)?;
+        }
+        Ok(())
+    }
+
+    /// Flushes and seals the current segment.
+    pub fn close(mut self) -> Result<WriterStats, Error> {
+        self.flush()?;
+        if let Some(segment) = self.segment.take() {
+            segment.seal()?;
+        }
+        Ok(self.stats)
+    }
+
+    fn check_poisoned(&self) -> Result<(), Error> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                path: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// A failed write or fsync is not retried: what reached the disk is unknown, so the writer
+    /// refuses further work and recovery on the next open sorts it out.
+    fn poison_on_error<T>(&mut self, r: Result<T, Error>) -> Result<T, Error> {
+        if r.is_err() {
+            self.poisoned = true;
+        }
+        r
+    }
+
+    fn write_block(&mut self) -> Result<(), Error> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut start = 0usize;
+        let events: Vec<Event> = self
+            .pending
+            .iter()
+            .map(|&(end, time_us, flags)| {
+                let frame = &self.frames[start..end as usize];
+                start = end as usize;
+                Event {
+                    frame,
+                    time_us,
+                    flags,
+                }
+            })
+            .collect();
+        self.block.clear();
+        let (header, fell_back) = encode_block(&mut self.encoder, &events, &mut self.block);
+        let now = now_us();
+        let rotate = self.segment.as_ref().is_some_and(|s| {
+            s.len() + self.block.len() as u64 > self.options.segment_bytes && !s.is_empty()
+                || now.saturating_sub(s.created_us) > self.options.segment_age.as_micros() as u64
+        });
+        if rotate {
+            let sealed = self.segment.take().map(|s| s.seal()).transpose();
+            self.poison_on_error(sealed)?;
+        }
+        if self.segment.is_none() {
+            let name = format!(
+                "{:010}-{}{SEGMENT_SUFFIX}",
+                self.next_sequence,
+                utc_text(now, true)
+            );
+            let created = SegmentWriter::create(&self.dir.join(name), now);
+            self.segment = Some(self.poison_on_error(created)?);
+            self.next_sequence += 1;
+        }
+        let appended = match self.segment.as_mut() {
+            Some(segment) => segment.append(&self.block, header),
+            None => Ok(()),
+        };
+        self.poison_on_error(appended)?;
+        self.stats.events += u64::from(header.event_count);
+        self.stats.undecodable += u64::from(header.undecodable);
+        self.stats.frame_bytes += header.frame_bytes;
+        self.stats.blocks += 1;
+        self.stats.block_bytes += self.block.len() as u64;
+        self.stats.opaque_fallbacks += u64::from(fell_back);
+        self.frames.clear();
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// One stored event, as a reader sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredEvent<'a> {
+    pub frame: &'a [u8],
+    pub time_us: u64,
+    pub flags: u8,
+}
+
+impl StoredEvent<'_> {
+    pub fn undecodable(&self) -> bool {
+        self.flags & FLAG_UNDECODABLE != 0
+    }
+    pub fn time_from_receive(&self) -> bool {
+        self.flags & FLAG_RECEIVE_TIME != 0
+    }
+}
+
+/// A time range, inclusive, in microseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from_us: u64,
+    pub to_us: u64,
+}
+
+impl TimeRange {
+    pub const ALL: TimeRange = TimeRange {
+        from_us: 0,
+        to_us: u64::MAX,
+    };
+    pub fn overlaps(&self, min: u64, max: u64) -> bool {
+        min <= self.to_us && max >= self.from_us
+    }
+    pub fn contains(&self, t: u64) -> bool {
+        self.from_us <= t && t <= self.to_us
+    }
+}
+
+/// Reads the events of one segment in a time range, block by block. Damaged blocks are passed to
+/// `on_damage` and skipped; the scan goes on.
+pub fn scan_segment(
+    segment: &Segment,
+    range: TimeRange,
+    decoded: &mut Decoded,
+    buf: &mut Vec<u8>,
+    on_damage: &mut dyn FnMut(Error),
+    on_event: &mut dyn FnMut(StoredEvent) -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    for block in segment
+        .blocks
+        .iter()
+        .filter(|b| range.overlaps(b.header.min_time_us, b.header.max_time_us))
+    {
+        let payload = match segment.read_payload(block, buf) {
+            Ok(p) => p,
+            Err(e) => {
+                on_damage(e);
+                continue;
+            }
+        };
+        if let Err(e) = decode_payload(&block.header, payload, decoded) {
+            on_damage(segment.block_error(block.offset, e.to_string()));
+            continue;
+        }
+        for i in 0..decoded.len() {
+            let time_us = decoded.times[i];
+            if range.contains(time_us)
+                && !on_event(StoredEvent {
+                    frame: decoded.frame(i),
+                    time_us,
+                    flags: decoded.flags[i],
+                })?
+            {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
