@@ -89,7 +89,10 @@ mod tests {
             "# dstore\nstorage-dir = /srv/dns  # here\nhash-split=1024\nbogus = 1\nnot a line\n",
             Path::new("dstore.conf"),
         );
-        assert_eq!(conf.get("storage-dir").map(String::as_str), Some("/srv/dns"));
+        assert_eq!(
+            conf.get("storage-dir").map(String::as_str),
+            Some("/srv/dns")
+        );
         assert_eq!(conf.get("hash-split").map(String::as_str), Some("1024"));
         assert_eq!(conf.len(), 2);
     }

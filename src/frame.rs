@@ -183,7 +183,11 @@ mod tests {
         assert_eq!(got, vec![b"abc".to_vec(), Vec::new()]);
         assert_eq!(
             truncated,
-            Some(Truncated { offset: 7, needed: 11, present: 4 })
+            Some(Truncated {
+                offset: 7,
+                needed: 11,
+                present: 4
+            })
         );
     }
 
@@ -202,7 +206,14 @@ mod tests {
     fn a_lone_prefix_byte_is_a_truncation() {
         let (got, truncated) = frames(&[0], FrameWidth::Two);
         assert!(got.is_empty());
-        assert_eq!(truncated, Some(Truncated { offset: 0, needed: 2, present: 1 }));
+        assert_eq!(
+            truncated,
+            Some(Truncated {
+                offset: 0,
+                needed: 2,
+                present: 1
+            })
+        );
     }
 
     #[test]

@@ -11,7 +11,11 @@ fn main() -> ExitCode {
             if let Some(e) = err.downcast_ref::<clap::Error>() {
                 // Help and version go to stdout with exit 0; usage errors exit 2.
                 let _ = e.print();
-                return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+                return if e.use_stderr() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
             }
             let broken_pipe = err.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>()

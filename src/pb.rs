@@ -9,6 +9,7 @@ mod generated {
 pub use generated::pbdns_message::dns_response::Dnsrr as Record;
 pub use generated::pbdns_message::{
     DnsQuestion as Question, DnsResponse as Response, Event as TraceEvent, EventType, HttpVersion,
-    Meta, MetaValue, PolicyKind, PolicyType, SocketFamily, SocketProtocol, Type as MessageType, VState,
+    Meta, MetaValue, PolicyKind, PolicyType, SocketFamily, SocketProtocol, Type as MessageType,
+    VState,
 };
 pub use generated::PbdnsMessage as Message;

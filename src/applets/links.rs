@@ -26,7 +26,8 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     for alias in super::APPLETS.iter().filter_map(|a| a.alias) {
         let link = args.dir.join(alias);
         if args.force && link.symlink_metadata().is_ok() {
-            std::fs::remove_file(&link).with_context(|| format!("cannot replace {}", link.display()))?;
+            std::fs::remove_file(&link)
+                .with_context(|| format!("cannot replace {}", link.display()))?;
         }
         std::os::unix::fs::symlink(&target, &link)
             .with_context(|| format!("cannot create {}", link.display()))?;

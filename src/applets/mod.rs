@@ -23,21 +23,63 @@ pub struct Applet {
 }
 
 pub static APPLETS: &[Applet] = &[
-    Applet { name: "ingest", alias: Some("tcpdistro"), command: not_yet::ingest, run: not_yet::run },
-    Applet { name: "import", alias: None, command: import::command, run: import::run },
-    Applet { name: "cat", alias: Some("dcat"), command: cat::command, run: cat::run },
-    Applet { name: "pb2json", alias: Some("dnspb2json"), command: pb2json::command, run: pb2json::run },
-    Applet { name: "grep", alias: Some("dgrep"), command: not_yet::grep, run: not_yet::run },
-    Applet { name: "rotate", alias: None, command: not_yet::rotate, run: not_yet::run },
-    Applet { name: "gateway", alias: Some("egateway"), command: not_yet::gateway, run: not_yet::run },
-    Applet { name: "links", alias: None, command: links::command, run: links::run },
+    Applet {
+        name: "ingest",
+        alias: Some("tcpdistro"),
+        command: not_yet::ingest,
+        run: not_yet::run,
+    },
+    Applet {
+        name: "import",
+        alias: None,
+        command: import::command,
+        run: import::run,
+    },
+    Applet {
+        name: "cat",
+        alias: Some("dcat"),
+        command: cat::command,
+        run: cat::run,
+    },
+    Applet {
+        name: "pb2json",
+        alias: Some("dnspb2json"),
+        command: pb2json::command,
+        run: pb2json::run,
+    },
+    Applet {
+        name: "grep",
+        alias: Some("dgrep"),
+        command: not_yet::grep,
+        run: not_yet::run,
+    },
+    Applet {
+        name: "rotate",
+        alias: None,
+        command: not_yet::rotate,
+        run: not_yet::run,
+    },
+    Applet {
+        name: "gateway",
+        alias: Some("egateway"),
+        command: not_yet::gateway,
+        run: not_yet::run,
+    },
+    Applet {
+        name: "links",
+        alias: None,
+        command: links::command,
+        run: links::run,
+    },
 ];
 
 /// Exit status for "ran and found nothing" (grep's 1); errors are 2.
 pub const EXIT_ERROR: u8 = 2;
 
 fn find(name: &str) -> Option<&'static Applet> {
-    APPLETS.iter().find(|a| a.name == name || a.alias == Some(name))
+    APPLETS
+        .iter()
+        .find(|a| a.name == name || a.alias == Some(name))
 }
 
 /// Runs the applet that `args` (argv, program name first) asks for.
@@ -108,7 +150,8 @@ mod not_yet {
     use super::*;
 
     pub fn ingest() -> Command {
-        Command::new("ingest").about("Receive PowerDNS protobuf streams over TCP (not yet implemented)")
+        Command::new("ingest")
+            .about("Receive PowerDNS protobuf streams over TCP (not yet implemented)")
     }
     pub fn grep() -> Command {
         Command::new("grep").about("Search the store (not yet implemented)")
