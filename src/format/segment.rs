@@ -21,10 +21,18 @@ pub const FILE_RESERVED2_OFFSET: usize = CREATED_OFFSET + 8;
 pub const FILE_HEADER_CRC_OFFSET: usize = FILE_RESERVED2_OFFSET + 4;
 pub const FILE_HEADER_LEN: usize = FILE_HEADER_CRC_OFFSET + 4;
 
-/// One footer index entry: the block's offset, then a copy of its header.
+/// One footer index entry: the block's offset and the values of its header. It holds no block
+/// magic, so that a reader walking a segment whose footer is damaged never takes an entry for a
+/// block.
 pub const ENTRY_OFFSET_OFFSET: usize = 0;
-pub const ENTRY_HEADER_OFFSET: usize = ENTRY_OFFSET_OFFSET + 8;
-pub const INDEX_ENTRY_LEN: usize = ENTRY_HEADER_OFFSET + BLOCK_HEADER_LEN;
+pub const ENTRY_EVENT_COUNT_OFFSET: usize = ENTRY_OFFSET_OFFSET + 8;
+pub const ENTRY_MIN_TIME_OFFSET: usize = ENTRY_EVENT_COUNT_OFFSET + 4;
+pub const ENTRY_MAX_TIME_OFFSET: usize = ENTRY_MIN_TIME_OFFSET + 8;
+pub const ENTRY_FRAME_BYTES_OFFSET: usize = ENTRY_MAX_TIME_OFFSET + 8;
+pub const ENTRY_PAYLOAD_LEN_OFFSET: usize = ENTRY_FRAME_BYTES_OFFSET + 8;
+pub const ENTRY_PAYLOAD_CRC_OFFSET: usize = ENTRY_PAYLOAD_LEN_OFFSET + 4;
+pub const ENTRY_UNDECODABLE_OFFSET: usize = ENTRY_PAYLOAD_CRC_OFFSET + 4;
+pub const INDEX_ENTRY_LEN: usize = ENTRY_UNDECODABLE_OFFSET + 4;
 
 pub const TRAILER_MAGIC: [u8; 8] = *b"\x89DSX\r\n\x1a\n";
 pub const TRAILER_MAGIC_OFFSET: usize = 0;
@@ -126,8 +134,15 @@ fn decode_file_header(b: &[u8], path: &Path) -> Result<u64, Error> {
 fn encode_footer(blocks: &[BlockRef], index_offset: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(blocks.len() * INDEX_ENTRY_LEN + TRAILER_LEN);
     for b in blocks {
+        let h = &b.header;
         out.extend_from_slice(&b.offset.to_le_bytes());
-        out.extend_from_slice(&b.header.encode());
+        out.extend_from_slice(&h.event_count.to_le_bytes());
+        out.extend_from_slice(&h.min_time_us.to_le_bytes());
+        out.extend_from_slice(&h.max_time_us.to_le_bytes());
+        out.extend_from_slice(&h.frame_bytes.to_le_bytes());
+        out.extend_from_slice(&h.payload_len.to_le_bytes());
+        out.extend_from_slice(&h.payload_crc.to_le_bytes());
+        out.extend_from_slice(&h.undecodable.to_le_bytes());
     }
     let index_crc = crc32fast::hash(&out);
     let mut t = [0u8; TRAILER_LEN];
@@ -167,7 +182,15 @@ fn read_footer(file: &File, len: u64) -> Option<Vec<BlockRef>> {
     let mut end = FILE_HEADER_LEN as u64;
     for entry in index.chunks_exact(INDEX_ENTRY_LEN) {
         let offset = le_u64(entry, ENTRY_OFFSET_OFFSET);
-        let header = BlockHeader::decode(&entry[ENTRY_HEADER_OFFSET..]).ok()?;
+        let header = BlockHeader {
+            event_count: le_u32(entry, ENTRY_EVENT_COUNT_OFFSET),
+            min_time_us: le_u64(entry, ENTRY_MIN_TIME_OFFSET),
+            max_time_us: le_u64(entry, ENTRY_MAX_TIME_OFFSET),
+            frame_bytes: le_u64(entry, ENTRY_FRAME_BYTES_OFFSET),
+            payload_len: le_u32(entry, ENTRY_PAYLOAD_LEN_OFFSET),
+            payload_crc: le_u32(entry, ENTRY_PAYLOAD_CRC_OFFSET),
+            undecodable: le_u32(entry, ENTRY_UNDECODABLE_OFFSET),
+        };
         // Blocks lie in order, inside the data area.
         if offset < end || offset + header.block_len() > index_offset {
             return None;
@@ -354,6 +377,14 @@ pub fn sync_dir(dir: &Path) -> Result<(), Error> {
         .map_err(io_err(dir))
 }
 
+fn remove_durably(path: &Path) -> Result<(), Error> {
+    std::fs::remove_file(path).map_err(io_err(path))?;
+    match path.parent() {
+        Some(dir) => sync_dir(dir),
+        None => Ok(()),
+    }
+}
+
 impl SegmentWriter {
     /// Creates the file (it must not exist), writes the header, and makes both durable.
     pub fn create(path: &Path, created_us: u64) -> Result<SegmentWriter, Error> {
@@ -420,7 +451,23 @@ impl SegmentWriter {
             .write(true)
             .open(path)
             .map_err(io_err(path))?;
-        let segment = Segment::from_file(file, path)?;
+        let len = file.metadata().map_err(io_err(path))?.len();
+        let segment = match Segment::from_file(file, path) {
+            Ok(segment) => segment,
+            // A crash while the header was being written: nothing else was ever in the file.
+            Err(Error::FileHeader { .. }) if len <= FILE_HEADER_LEN as u64 => {
+                remove_durably(path)?;
+                let report = Recovery {
+                    path: path.to_path_buf(),
+                    blocks: 0,
+                    dropped_bytes: len,
+                    damage: Vec::new(),
+                    removed: true,
+                };
+                return Ok(Some(report));
+            }
+            Err(e) => return Err(e),
+        };
         let mut report = Recovery {
             path: path.to_path_buf(),
             blocks: segment.blocks.len(),
@@ -432,10 +479,7 @@ impl SegmentWriter {
             return Ok(None);
         }
         if segment.blocks.is_empty() {
-            std::fs::remove_file(path).map_err(io_err(path))?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
-            }
+            remove_durably(path)?;
             report.removed = true;
             return Ok(Some(report));
         }

@@ -1,0 +1,68 @@
+//! Helpers shared by the integration tests: sample streams, scratch directories, the binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples")
+}
+
+pub fn sample(name: &str) -> PathBuf {
+    samples().join(name)
+}
+
+/// The frames of a length-prefixed stream, 2-byte prefixes.
+pub fn frames_of(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut reader = dstore::frame::FrameReader::new(bytes, dstore::frame::FrameWidth::Two);
+    let mut out = Vec::new();
+    while let Some(f) = reader.next_frame().expect("reading memory") {
+        out.push(f.to_vec());
+    }
+    out
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "dstore-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn dstore() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dstore"));
+    c.env_remove("DSTORE_STORAGE_DIR")
+        .env("DSTORE_CONFIG", "/nonexistent/dstore.conf");
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs dstore with `args`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    dstore().args(args).output().expect("run dstore")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,389 @@
+//! The storage format end to end: exact round trips of real streams, recovery from a torn tail at
+//! every offset, detection of flipped bytes, and the golden version-1 store.
+
+mod common;
+
+use common::*;
+use dstore::format::block::BLOCK_HEADER_LEN;
+use dstore::format::segment::{FILE_HEADER_LEN, TRAILER_LEN};
+use dstore::format::{
+    scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
+};
+use std::path::Path;
+
+const SAMPLES: &[&str] = &[
+    "dnsdist-5300.pb",
+    "dnsdist-5300.fixed.pb",
+    "dnsdist-live-same-traffic.pb",
+    "recursor-live-small.pb",
+    "recursor-live-with-outgoing.pb",
+];
+
+fn small_blocks() -> WriterOptions {
+    WriterOptions {
+        block_bytes: 4096,
+        ..WriterOptions::default()
+    }
+}
+
+/// Writes `frames` into a new store in `dir` and closes it.
+fn write_store(dir: &Path, frames: &[Vec<u8>], options: WriterOptions) {
+    let (mut w, recovered) = StoreWriter::open(dir, options).expect("open store");
+    assert!(recovered.is_empty());
+    for (i, f) in frames.iter().enumerate() {
+        w.append(f, 1_700_000_000_000_000 + i as u64, false)
+            .expect("append");
+    }
+    w.close().expect("close");
+}
+
+/// Every event of every readable block of a segment, and the errors met.
+fn read_segment(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
+    let segment = Segment::open(path).expect("open segment");
+    let (mut decoded, mut buf) = (Decoded::default(), Vec::new());
+    let (mut frames, mut errors) = (Vec::new(), Vec::new());
+    scan_segment(
+        &segment,
+        TimeRange::ALL,
+        &mut decoded,
+        &mut buf,
+        &mut |e| errors.push(e.to_string()),
+        &mut |ev| {
+            frames.push(ev.frame.to_vec());
+            Ok(true)
+        },
+    )
+    .expect("scan");
+    (frames, errors)
+}
+
+#[test]
+fn import_then_cat_raw_gives_back_every_sample_byte_for_byte() {
+    for name in SAMPLES {
+        let dir = Scratch::new("roundtrip");
+        let store = dir.path("store");
+        let store = store.to_str().expect("utf-8 path");
+        let sample = sample(name);
+        let o = run(&[
+            "import",
+            "--storage-dir",
+            store,
+            sample.to_str().expect("utf-8"),
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let o = run(&["cat", "--raw", "--quiet", "--storage-dir", store]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(
+            o.stdout == std::fs::read(&sample).expect("sample"),
+            "{name}: cat --raw differs from the input"
+        );
+    }
+}
+
+#[test]
+fn the_malformed_dnspcap2protobuf_responses_are_kept_and_counted() {
+    let dir = Scratch::new("undecodable");
+    let store = dir.path("store");
+    let o = run(&[
+        "import",
+        "--storage-dir",
+        store.to_str().unwrap(),
+        sample("dnsdist-5300.pb").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("imported 2120 events (1060 undecodable)"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn many_blocks_and_segments_read_back_in_order_and_by_time() {
+    let dir = Scratch::new("segments");
+    let frames = frames_of(&std::fs::read(sample("dnsdist-live-same-traffic.pb")).unwrap());
+    let options = WriterOptions {
+        block_bytes: 2048,
+        segment_bytes: 16 * 1024,
+        ..WriterOptions::default()
+    };
+    write_store(&dir.0, &frames, options);
+    let paths = segment_paths(&dir.0).unwrap();
+    assert!(
+        paths.len() > 3,
+        "expected several segments, got {}",
+        paths.len()
+    );
+    let mut all = Vec::new();
+    for p in &paths {
+        let segment = Segment::open(p).unwrap();
+        assert!(segment.sealed && segment.damage.is_empty() && segment.tail_bytes == 0);
+        all.extend(read_segment(p).0);
+    }
+    assert_eq!(all, frames);
+
+    // A time range selects exactly the events inside it, and skips blocks outside it.
+    let times: Vec<u64> = frames
+        .iter()
+        .map(|f| dstore::format::wire::message_time_us(f).unwrap())
+        .collect();
+    let (lo, hi) = (times[500], times[900]);
+    let range = TimeRange {
+        from_us: lo.min(hi),
+        to_us: lo.max(hi),
+    };
+    let expected: Vec<&Vec<u8>> = frames
+        .iter()
+        .zip(&times)
+        .filter(|(_, t)| range.contains(**t))
+        .map(|(f, _)| f)
+        .collect();
+    let mut got = Vec::new();
+    let (mut decoded, mut buf) = (Decoded::default(), Vec::new());
+    for p in &paths {
+        let segment = Segment::open(p).unwrap();
+        scan_segment(
+            &segment,
+            range,
+            &mut decoded,
+            &mut buf,
+            &mut |e| panic!("{e}"),
+            &mut |ev| {
+                assert!(range.contains(ev.time_us));
+                got.push(ev.frame.to_vec());
+                Ok(true)
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(got.iter().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn a_torn_last_block_is_cut_at_every_offset_and_every_whole_block_survives() {
+    let dir = Scratch::new("torn");
+    let frames = frames_of(&std::fs::read(sample("recursor-live-with-outgoing.pb")).unwrap());
+    let frames = &frames[..400];
+    write_store(&dir.path("orig"), frames, small_blocks());
+    let seg_path = segment_paths(&dir.path("orig")).unwrap().remove(0);
+    let sealed = Segment::open(&seg_path).unwrap();
+    let last = *sealed.blocks.last().unwrap();
+    let kept: usize = sealed.blocks[..sealed.blocks.len() - 1]
+        .iter()
+        .map(|b| b.header.event_count as usize)
+        .sum();
+    let bytes = std::fs::read(&seg_path).unwrap();
+    let name = seg_path.file_name().unwrap();
+    // Cut anywhere from the start of the last block to just before the footer's end (a crash while
+    // writing the last block or the footer).
+    let end = bytes.len() - 1;
+    for cut in (last.offset as usize)..end {
+        let store = dir.path("cut");
+        let _ = std::fs::remove_dir_all(&store);
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(store.join(name), &bytes[..cut]).unwrap();
+        let whole_last = cut as u64 >= last.offset + last.header.block_len();
+        let (w, recovered) = StoreWriter::open(&store, WriterOptions::default()).unwrap();
+        assert_eq!(recovered.len(), 1, "cut at {cut}");
+        let expected_drop = if whole_last {
+            cut as u64 - (last.offset + last.header.block_len())
+        } else {
+            cut as u64 - last.offset
+        };
+        assert_eq!(recovered[0].dropped_bytes, expected_drop, "cut at {cut}");
+        assert!(
+            recovered[0].damage.is_empty(),
+            "cut at {cut}: {:?}",
+            recovered[0].damage
+        );
+        w.close().unwrap();
+        let (got, errors) = read_segment(&store.join(name));
+        assert!(errors.is_empty(), "cut at {cut}: {errors:?}");
+        let want = if whole_last { frames.len() } else { kept };
+        assert_eq!(got, frames[..want], "cut at {cut}");
+        assert!(
+            Segment::open(&store.join(name)).unwrap().sealed,
+            "recovery seals the segment"
+        );
+    }
+}
+
+#[test]
+fn flipped_bytes_are_detected_named_and_skipped() {
+    let dir = Scratch::new("flip");
+    let frames = frames_of(&std::fs::read(sample("dnsdist-live-same-traffic.pb")).unwrap());
+    write_store(&dir.0, &frames, small_blocks());
+    let path = segment_paths(&dir.0).unwrap().remove(0);
+    let good = std::fs::read(&path).unwrap();
+    let segment = Segment::open(&path).unwrap();
+    let blocks = segment.blocks.clone();
+    assert!(blocks.len() > 5);
+    let events_in = |i: usize| blocks[i].header.event_count as usize;
+    let total: usize = (0..blocks.len()).map(events_in).sum();
+
+    // Positions to flip: every byte of every block header, and a spread of payload bytes.
+    let mut positions: Vec<(usize, usize)> = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let o = b.offset as usize;
+        positions.extend((o..o + BLOCK_HEADER_LEN).map(|p| (i, p)));
+        let end = o + b.header.block_len() as usize;
+        positions.extend((o + BLOCK_HEADER_LEN..end).step_by(97).map(|p| (i, p)));
+    }
+    for (i, pos) in positions {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let (got, errors) = read_segment(&path);
+        assert_eq!(errors.len(), 1, "flip at {pos}: {errors:?}");
+        let offset = blocks[i].offset;
+        assert!(
+            errors[0].contains(&format!("block at offset {offset}"))
+                && errors[0].contains(path.to_str().unwrap()),
+            "flip at {pos}: {}",
+            errors[0]
+        );
+        assert_eq!(
+            got.len(),
+            total - events_in(i),
+            "flip at {pos}: the other blocks are still read"
+        );
+    }
+
+    // A flipped byte in the footer: the segment is read by walking its blocks instead.
+    for pos in [good.len() - TRAILER_LEN + 3, good.len() - TRAILER_LEN - 5] {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        let s = Segment::open(&path).unwrap();
+        assert!(!s.sealed);
+        let (got, errors) = read_segment(&path);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(got, frames);
+    }
+
+    // A flipped byte in the file header: the file is refused, with a reason.
+    for pos in 0..FILE_HEADER_LEN {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        let err = Segment::open(&path)
+            .err()
+            .unwrap_or_else(|| panic!("flip at {pos} not detected"))
+            .to_string();
+        assert!(err.contains(path.to_str().unwrap()), "{err}");
+    }
+}
+
+#[test]
+fn a_damaged_block_in_an_unsealed_segment_is_skipped_and_the_blocks_after_it_are_found() {
+    let dir = Scratch::new("resync");
+    let frames = frames_of(&std::fs::read(sample("dnsdist-live-same-traffic.pb")).unwrap());
+    write_store(&dir.0, &frames, small_blocks());
+    let path = segment_paths(&dir.0).unwrap().remove(0);
+    let segment = Segment::open(&path).unwrap();
+    let victim = segment.blocks[3];
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() - TRAILER_LEN - 1); // unsealed
+    bytes[victim.offset as usize + 9] ^= 0xff; // header of block 3
+    std::fs::write(&path, &bytes).unwrap();
+    let s = Segment::open(&path).unwrap();
+    assert_eq!(s.blocks.len(), segment.blocks.len() - 1);
+    assert_eq!(s.damage.len(), 1);
+    assert_eq!(s.damage[0].offset, victim.offset);
+    assert!(
+        s.damage[0].what.contains("checksum"),
+        "{}",
+        s.damage[0].what
+    );
+    let (got, _) = read_segment(&path);
+    assert_eq!(got.len(), frames.len() - victim.header.event_count as usize);
+}
+
+#[test]
+fn a_second_writer_is_refused() {
+    let dir = Scratch::new("lock");
+    let (_w, _) = StoreWriter::open(&dir.0, WriterOptions::default()).unwrap();
+    let err = StoreWriter::open(&dir.0, WriterOptions::default())
+        .err()
+        .expect("second writer refused");
+    assert!(err.to_string().contains("another dstore process"), "{err}");
+}
+
+#[test]
+fn messages_without_a_time_take_the_receive_time() {
+    let dir = Scratch::new("rtime");
+    let (mut w, _) = StoreWriter::open(&dir.0, WriterOptions::default()).unwrap();
+    w.append(&[0x08, 0x01], 42_000_000, false).unwrap();
+    w.append(&[0x08, 0x01, 0x48, 0x07], 43_000_000, false)
+        .unwrap();
+    w.close().unwrap();
+    let segment = Segment::open(&segment_paths(&dir.0).unwrap()[0]).unwrap();
+    let mut seen = Vec::new();
+    scan_segment(
+        &segment,
+        TimeRange::ALL,
+        &mut Decoded::default(),
+        &mut Vec::new(),
+        &mut |e| panic!("{e}"),
+        &mut |ev| {
+            seen.push((ev.time_us, ev.time_from_receive()));
+            Ok(true)
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, vec![(42_000_000, true), (7_000_000, false)]);
+}
+
+/// The golden store was written by format version 1 and is never regenerated: every later version
+/// must read it.
+#[test]
+fn the_golden_v1_store_reads_back_exactly() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1");
+    let o = run(&[
+        "cat",
+        "--raw",
+        "--quiet",
+        "--storage-dir",
+        golden.join("store").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        o.stdout == std::fs::read(golden.join("frames.pb")).unwrap(),
+        "golden store reads back differently"
+    );
+    let o = run(&[
+        "cat",
+        "--quiet",
+        "--storage-dir",
+        golden.join("store").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap(),
+        std::fs::read_to_string(golden.join("events.ndjson")).unwrap()
+    );
+}
+
+#[test]
+fn a_segment_cut_before_its_first_block_is_removed_on_open() {
+    let dir = Scratch::new("cuthead");
+    write_store(
+        &dir.0,
+        &frames_of(&std::fs::read(sample("recursor-live-small.pb")).unwrap()),
+        WriterOptions::default(),
+    );
+    let path = segment_paths(&dir.0).unwrap().remove(0);
+    let bytes = std::fs::read(&path).unwrap();
+    for cut in 0..FILE_HEADER_LEN + BLOCK_HEADER_LEN {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let (w, recovered) = StoreWriter::open(&dir.0, WriterOptions::default()).unwrap();
+        assert_eq!(recovered.len(), 1, "cut at {cut}");
+        assert!(recovered[0].removed, "cut at {cut}");
+        assert!(!path.exists());
+        w.close().unwrap();
+        assert!(
+            segment_paths(&dir.0).unwrap().is_empty(),
+            "closing an unused writer creates no segment"
+        );
+    }
+}
