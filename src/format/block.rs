@@ -181,5 +181,10 @@ pub fn decode_payload(
             found,
         });
     }
+    out.frames.reserve(
+        usize::try_from(header.frame_bytes)
+            .unwrap_or(0)
+            .min(MAX_PAYLOAD_LEN as usize * 4),
+    );
     codec::decode(payload, header.event_count as usize, out).map_err(PayloadError::Codec)
 }

@@ -101,10 +101,13 @@ enum Tok {
 #[derive(Clone, Copy)]
 struct Leaf {
     node: u16,
-    occ: u16,
     start: u32,
     end: u32,
+    /// The next leaf of the same node in the same event (`NO_LEAF` if none).
+    next: u32,
 }
+
+const NO_LEAF: u32 = u32::MAX;
 
 /// Encodes blocks; keeps its buffers between blocks.
 #[derive(Default)]
@@ -117,6 +120,13 @@ pub struct Encoder {
     leaves: Vec<Leaf>,
     event_leaves: Vec<(u32, u32)>,
     occ: Vec<u16>,
+    /// The occurrence number of each leaf of the event being encoded.
+    occs: Vec<u16>,
+    /// Per node: the last leaf of the event being taken apart.
+    last: Vec<u32>,
+    /// Per node: (generation, first leaf) of the reference event being compared with.
+    first: Vec<(u32, u32)>,
+    generation: u32,
     shape: Vec<u8>,
     scratch: Vec<u8>,
     verify: Option<Box<Decoded>>,
@@ -273,22 +283,30 @@ impl Encoder {
                 continue;
             }
 
-            // Number the occurrences of each field, find the messageId.
+            // Number the occurrences of each field, link them, and find the messageId.
             self.occ.resize(self.nodes.len(), 0);
+            self.last.resize(self.nodes.len(), NO_LEAF);
+            self.first.resize(self.nodes.len(), (0, NO_LEAF));
             let mut message_id = None;
+            let mut occs = std::mem::take(&mut self.occs);
+            occs.clear();
             for tok in &self.toks {
                 if let Tok::Leaf { node, start, end } = *tok {
-                    let occ = &mut self.occ[usize::from(node)];
+                    let n = usize::from(node);
+                    let index = self.leaves.len() as u32;
+                    if self.occ[n] > 0 {
+                        self.leaves[self.last[n] as usize].next = index;
+                    }
+                    self.last[n] = index;
+                    occs.push(self.occ[n]);
+                    self.occ[n] += 1;
                     self.leaves.push(Leaf {
                         node,
-                        occ: *occ,
                         start,
                         end,
+                        next: NO_LEAF,
                     });
-                    *occ += 1;
-                    if message_id.is_none()
-                        && self.nodes[usize::from(node)].path == [TAG_MESSAGE_ID]
-                    {
+                    if message_id.is_none() && self.nodes[n].path == [TAG_MESSAGE_ID] {
                         message_id = Some(&frame[start as usize..end as usize]);
                     }
                 }
@@ -304,10 +322,18 @@ impl Encoder {
                 reference.map_or(0, |r| index as u64 - u64::from(r)),
             );
 
+            // Where the reference's first leaf of each node is.
+            if let Some(r) = reference {
+                self.generation = self.generation.wrapping_add(1);
+                let (rs, re) = self.event_leaves[r as usize];
+                for i in (rs..re).rev() {
+                    self.first[usize::from(self.leaves[i as usize].node)] = (self.generation, i);
+                }
+            }
+
             // The shape, and each value either inherited or written to its column.
             self.shape.clear();
             let mut leaf_index = leaves_start as usize;
-            let mut hint = 0usize;
             for tok in &self.toks {
                 match *tok {
                     Tok::Begin { node } => {
@@ -326,16 +352,24 @@ impl Encoder {
                         let tag = *node.path.last().unwrap_or(&0);
                         put_varint(&mut self.shape, u64::from(tag));
                         let time_base = time_base(&node.path, event.time_us);
+                        let occ = occs[leaf_index - leaves_start as usize - 1];
                         let inherited = time_base.is_none()
                             && reference.is_some_and(|r| {
-                                let (rs, re) = self.event_leaves[r as usize];
-                                let theirs = &self.leaves[rs as usize..re as usize];
-                                find_leaf(theirs, leaf.node, leaf.occ, &mut hint).is_some_and(|t| {
-                                    events[r as usize]
-                                        .frame
-                                        .get(t.start as usize..t.end as usize)
-                                        == Some(value)
-                                })
+                                let (generation, mut i) = self.first[usize::from(leaf.node)];
+                                if generation != self.generation {
+                                    return false;
+                                }
+                                for _ in 0..occ {
+                                    if i == NO_LEAF {
+                                        break;
+                                    }
+                                    i = self.leaves[i as usize].next;
+                                }
+                                i != NO_LEAF
+                                    && events[r as usize].frame.get(
+                                        self.leaves[i as usize].start as usize
+                                            ..self.leaves[i as usize].end as usize,
+                                    ) == Some(value)
                             });
                         if inherited {
                             self.shape.push(KIND_INHERIT);
@@ -361,6 +395,7 @@ impl Encoder {
                     }
                 }
             }
+            self.occs = occs;
             let id = match shapes.get(self.shape.as_slice()) {
                 Some(&id) => id,
                 None => {
@@ -436,18 +471,6 @@ fn time_base(path: &[u32], time_us: u64) -> Option<u64> {
         [TAG_TIME_USEC] => Some(time_us % 1_000_000),
         _ => None,
     }
-}
-
-/// The leaf of `node` numbered `occ` among `leaves`, looking near `hint` first: a response's fields
-/// mostly come in its query's order.
-fn find_leaf(leaves: &[Leaf], node: u16, occ: u16, hint: &mut usize) -> Option<Leaf> {
-    let n = leaves.len();
-    let from = *hint;
-    let i = (0..n)
-        .map(|i| (from + i) % n)
-        .find(|&i| leaves[i].node == node && leaves[i].occ == occ)?;
-    *hint = i + 1;
-    Some(leaves[i])
 }
 
 /// Writes the section directory and bodies: `count: u16`, then per section `kind: u8, storage: u8,
@@ -594,8 +617,10 @@ pub struct Decoded {
     pub flags: Vec<u8>,
     buf: Vec<u8>,
     columns: Vec<Column>,
-    leaves: Vec<DLeaf>,
-    event_leaves: Vec<(u32, u32)>,
+    /// Where each value of each rebuilt event lies in `frames`, for the events that inherit it.
+    leaves: Vec<(u32, u32)>,
+    event_leaves: Vec<u32>,
+    event_shapes: Vec<u32>,
 }
 
 impl Decoded {
@@ -617,28 +642,55 @@ struct Column {
     data: Vec<u8>,
     pos: usize,
     prev: u64,
+    /// 1 for the top-level timeSec, 2 for timeUsec, 0 otherwise.
+    time: u8,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct DLeaf {
-    column: u32,
-    occ: u16,
-    start: u32,
-    end: u32,
-}
-
+/// One step of rebuilding a frame. `record` says whether some event of the block inherits this
+/// value, so its place must be remembered.
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Leaf {
-        tag: u32,
-        column: u32,
-        occ: u16,
-        inherit: bool,
-    },
     Begin {
         tag: u32,
     },
     End,
+    Varint {
+        tag: u32,
+        column: u32,
+        record: bool,
+    },
+    Time {
+        tag: u32,
+        column: u32,
+        usec: bool,
+        record: bool,
+    },
+    Bytes {
+        tag: u32,
+        column: u32,
+        record: bool,
+    },
+    Fixed {
+        tag: u32,
+        column: u32,
+        len: u8,
+        record: bool,
+    },
+    Inherit {
+        tag: u32,
+        slot: u32,
+        record: bool,
+    },
+}
+
+/// The shapes of a block, compiled: each shape's operations, and for each shape where the value of
+/// each slot lies among its leaves (`u16::MAX` where the shape does not have it).
+#[derive(Default)]
+struct Programs {
+    ops: Vec<Op>,
+    ranges: Vec<(u32, u32)>,
+    slot_pos: Vec<u16>,
+    n_slots: usize,
 }
 
 /// A cursor over a section's bytes.
@@ -649,14 +701,27 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, CodecError> {
-        read_varint(self.data, &mut self.pos).ok_or_else(|| {
+        varint_at(self.data, &mut self.pos).map_err(|_| {
             CodecError(format!(
                 "{} section ends early or holds a bad varint",
                 self.what
             ))
         })
     }
+}
+
+#[inline(always)]
+fn varint_at(data: &[u8], pos: &mut usize) -> Result<u64, CodecError> {
+    if let Some(&b) = data.get(*pos) {
+        if b < 0x80 {
+            *pos += 1;
+            return Ok(u64::from(b));
+        }
+    }
+    read_varint(data, pos)
+        .ok_or_else(|| CodecError("a column ends early or holds a bad varint".into()))
 }
 
 /// Decodes a block payload holding `count` events into `out` (cleared first).
@@ -667,6 +732,7 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     out.flags.clear();
     out.leaves.clear();
     out.event_leaves.clear();
+    out.event_shapes.clear();
     let sections = sections(payload)?;
     let find = |kind: u8| sections.iter().find(|s| s.kind == kind);
     let need =
@@ -692,53 +758,12 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         ));
     }
 
-    // Columns, by path.
     let mut columns = std::mem::take(&mut out.columns);
-    let mut n_columns = 0;
-    for s in sections.iter().filter(|s| s.kind == SECTION_COLUMN) {
-        if columns.len() <= n_columns {
-            columns.push(Column::default());
-        }
-        let c = &mut columns[n_columns];
-        n_columns += 1;
-        c.key.clear();
-        let mut p = 0;
-        while p < s.key.len() {
-            let tag = read_canonical_varint(s.key, &mut p)
-                .ok_or_else(|| CodecError("bad column key".into()))?;
-            c.key
-                .push(u32::try_from(tag).map_err(|_| CodecError("bad column key".into()))?);
-        }
-        s.read_into(&mut c.data)?;
-        c.pos = 0;
-        c.prev = 0;
-    }
+    let n_columns = read_columns(&sections, &mut columns)?;
     columns.truncate(n_columns);
 
-    // Shapes, compiled to programs.
     need(SECTION_SHAPES, "shapes")?.read_into(&mut buf)?;
-    let mut r = Reader {
-        data: &buf,
-        pos: 0,
-        what: "shapes",
-    };
-    let n_shapes = r.varint()?;
-    if n_shapes > count as u64 {
-        return bad(format!("{n_shapes} shapes for {count} events"));
-    }
-    let mut programs: Vec<(usize, usize)> = Vec::with_capacity(n_shapes as usize + 1);
-    let mut ops: Vec<Op> = Vec::new();
-    programs.push((0, 0));
-    for _ in 0..n_shapes {
-        let len = r.varint()? as usize;
-        let shape = buf
-            .get(r.pos..r.pos.saturating_add(len))
-            .ok_or_else(|| CodecError("shape runs past its section".into()))?;
-        r.pos += len;
-        let start = ops.len();
-        compile_shape(shape, &columns, &mut ops)?;
-        programs.push((start, ops.len()));
-    }
+    let programs = compile_shapes(&buf, count, &columns)?;
 
     let mut shape_ids = Vec::new();
     need(SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
@@ -768,7 +793,8 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     for index in 0..count {
         let shape = shape_ids.varint()?;
         let reference = refs.varint()?;
-        let leaves_start = out.leaves.len() as u32;
+        out.event_leaves.push(out.leaves.len() as u32);
+        out.event_shapes.push(shape as u32);
         if shape == OPAQUE_SHAPE {
             let len = opaque.varint()? as usize;
             let bytes = opaque
@@ -778,124 +804,110 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
             opaque.pos += len;
             out.frames.extend_from_slice(bytes);
         } else {
-            let &(ops_start, ops_end) = programs.get(shape as usize).ok_or_else(|| {
+            let &(ops_start, ops_end) = programs.ranges.get(shape as usize).ok_or_else(|| {
                 CodecError(format!(
-                    "event {index} has shape {shape}, the block has {n_shapes}"
+                    "event {index} has shape {shape}, beyond the block's shapes"
                 ))
             })?;
+            // The reference's leaves and shape, when the event inherits.
             let theirs = match reference {
                 0 => None,
-                r if r as usize <= index => out.event_leaves.get(index - r as usize).copied(),
+                r if r as usize <= index => {
+                    let i = index - r as usize;
+                    Some((out.event_leaves[i] as usize, out.event_shapes[i] as usize))
+                }
                 r => return bad(format!("event {index} refers {r} events back")),
             };
             let time_us = out.times[index];
-            for op in &ops[ops_start..ops_end] {
-                match *op {
+            for op in &programs.ops[ops_start as usize..ops_end as usize] {
+                let (tag, record) = match *op {
                     Op::Begin { tag } => {
                         put_varint(&mut out.frames, u64::from(tag));
+                        // One byte for the length, which is enough below 128 bytes.
+                        out.frames.push(0);
                         stack.push((out.frames.len(), out.leaves.len()));
+                        continue;
                     }
                     Op::End => {
                         let (start, first_leaf) = stack
                             .pop()
                             .ok_or_else(|| CodecError("unbalanced shape".into()))?;
-                        let len = out.frames.len() - start;
-                        let n = varint_len(len as u64);
-                        out.frames.resize(out.frames.len() + n, 0);
-                        out.frames.copy_within(start..start + len, start + n);
-                        let mut v = len as u64;
-                        for b in &mut out.frames[start..start + n] {
-                            *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
-                            v >>= 7;
-                        }
-                        for l in &mut out.leaves[first_leaf..] {
-                            l.start += n as u32;
-                            l.end += n as u32;
-                        }
+                        close_nested(&mut out.frames, &mut out.leaves[first_leaf..], start);
+                        continue;
                     }
-                    Op::Leaf {
-                        tag,
-                        column,
-                        occ,
-                        inherit,
-                    } => {
-                        put_varint(&mut out.frames, u64::from(tag));
-                        let wire = (tag & 7) as u8;
-                        let start;
-                        if inherit {
-                            let (rs, re) = theirs.ok_or_else(|| {
-                                CodecError(format!(
-                                    "event {index} inherits a value but has no reference"
-                                ))
-                            })?;
-                            let t = out.leaves[rs as usize..re as usize]
-                                .iter()
-                                .find(|l| l.column == column && l.occ == occ)
-                                .copied()
-                                .ok_or_else(|| CodecError(format!("event {index} inherits a value its reference does not have")))?;
-                            if wire == WIRE_LEN {
-                                put_varint(&mut out.frames, u64::from(t.end - t.start));
-                            }
-                            start = out.frames.len();
-                            out.frames
-                                .extend_from_within(t.start as usize..t.end as usize);
+                    Op::Varint { tag, record, .. }
+                    | Op::Time { tag, record, .. }
+                    | Op::Bytes { tag, record, .. }
+                    | Op::Fixed { tag, record, .. }
+                    | Op::Inherit { tag, record, .. } => (tag, record),
+                };
+                put_varint(&mut out.frames, u64::from(tag));
+                let mut start = out.frames.len();
+                match *op {
+                    Op::Varint { column, .. } => {
+                        let c = &mut columns[column as usize];
+                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
+                        c.prev = c.prev.wrapping_add(delta);
+                        put_varint(&mut out.frames, c.prev);
+                    }
+                    Op::Time { column, usec, .. } => {
+                        let c = &mut columns[column as usize];
+                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
+                        let base = if usec {
+                            time_us % 1_000_000
                         } else {
-                            let c = columns.get_mut(column as usize).ok_or_else(|| {
+                            time_us / 1_000_000
+                        };
+                        put_varint(&mut out.frames, base.wrapping_add(delta));
+                    }
+                    Op::Bytes { column, .. } => {
+                        let c = &mut columns[column as usize];
+                        let len = varint_at(&c.data, &mut c.pos)? as usize;
+                        let bytes =
+                            c.data
+                                .get(c.pos..c.pos.saturating_add(len))
+                                .ok_or_else(|| {
+                                    CodecError("column value runs past its section".into())
+                                })?;
+                        c.pos += len;
+                        put_varint(&mut out.frames, len as u64);
+                        start = out.frames.len();
+                        out.frames.extend_from_slice(bytes);
+                    }
+                    Op::Fixed { column, len, .. } => {
+                        let c = &mut columns[column as usize];
+                        let bytes =
+                            c.data.get(c.pos..c.pos + usize::from(len)).ok_or_else(|| {
+                                CodecError("column value runs past its section".into())
+                            })?;
+                        c.pos += usize::from(len);
+                        out.frames.extend_from_slice(bytes);
+                    }
+                    Op::Inherit { slot, .. } => {
+                        let (leaves_at, their_shape) = theirs.ok_or_else(|| {
+                            CodecError(format!("event {index} inherits without a reference"))
+                        })?;
+                        let pos = programs
+                            .slot_pos
+                            .get(their_shape * programs.n_slots + slot as usize)
+                            .copied()
+                            .filter(|&p| p != u16::MAX)
+                            .ok_or_else(|| {
                                 CodecError(format!(
-                                    "event {index} needs a column the block does not have"
+                                    "event {index} inherits a value its reference lacks"
                                 ))
                             })?;
-                            let mut r = Reader {
-                                data: &c.data,
-                                pos: c.pos,
-                                what: "column",
-                            };
-                            match wire {
-                                WIRE_VARINT => {
-                                    let delta = unzigzag(r.varint()?) as u64;
-                                    let v = match time_base(&c.key, time_us) {
-                                        Some(base) => base.wrapping_add(delta),
-                                        None => {
-                                            c.prev = c.prev.wrapping_add(delta);
-                                            c.prev
-                                        }
-                                    };
-                                    start = out.frames.len();
-                                    put_varint(&mut out.frames, v);
-                                }
-                                WIRE_LEN => {
-                                    let len = r.varint()? as usize;
-                                    let bytes = c
-                                        .data
-                                        .get(r.pos..r.pos.saturating_add(len))
-                                        .ok_or_else(|| {
-                                            CodecError("column value runs past its section".into())
-                                        })?;
-                                    r.pos += len;
-                                    put_varint(&mut out.frames, len as u64);
-                                    start = out.frames.len();
-                                    out.frames.extend_from_slice(bytes);
-                                }
-                                _ => {
-                                    let len = if wire == WIRE_FIXED64 { 8 } else { 4 };
-                                    let bytes =
-                                        c.data.get(r.pos..r.pos + len).ok_or_else(|| {
-                                            CodecError("column value runs past its section".into())
-                                        })?;
-                                    r.pos += len;
-                                    start = out.frames.len();
-                                    out.frames.extend_from_slice(bytes);
-                                }
-                            }
-                            c.pos = r.pos;
+                        let (s, e) = out.leaves[leaves_at + usize::from(pos)];
+                        if (tag & 7) as u8 == WIRE_LEN {
+                            put_varint(&mut out.frames, u64::from(e - s));
+                            start = out.frames.len();
                         }
-                        out.leaves.push(DLeaf {
-                            column,
-                            occ,
-                            start: start as u32,
-                            end: out.frames.len() as u32,
-                        });
+                        out.frames.extend_from_within(s as usize..e as usize);
                     }
+                    Op::Begin { .. } | Op::End => {}
+                }
+                if record {
+                    out.leaves.push((start as u32, out.frames.len() as u32));
                 }
             }
             if !stack.is_empty() {
@@ -905,8 +917,6 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         if out.frames.len() > u32::MAX as usize {
             return bad("block holds more than 4 GiB of frames");
         }
-        out.event_leaves
-            .push((leaves_start, out.leaves.len() as u32));
         out.ends.push(out.frames.len() as u32);
     }
     out.buf = buf;
@@ -914,69 +924,213 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     Ok(())
 }
 
-/// Compiles one shape into operations; every leaf is bound to its column.
-fn compile_shape(shape: &[u8], columns: &[Column], ops: &mut Vec<Op>) -> Result<(), CodecError> {
+/// Ends a nested message that started (after its one-byte length placeholder) at `start`: writes its
+/// length, moving the content when the length takes more than one byte.
+fn close_nested(frames: &mut Vec<u8>, inner_leaves: &mut [(u32, u32)], start: usize) {
+    let len = frames.len() - start;
+    if len < 0x80 {
+        frames[start - 1] = len as u8;
+        return;
+    }
+    let extra = varint_len(len as u64) - 1;
+    frames.resize(frames.len() + extra, 0);
+    frames.copy_within(start..start + len, start + extra);
+    let mut v = len as u64;
+    for b in &mut frames[start - 1..start + extra] {
+        *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+        v >>= 7;
+    }
+    for (s, e) in inner_leaves {
+        *s += extra as u32;
+        *e += extra as u32;
+    }
+}
+
+/// Reads the column sections into `columns`, returning how many there are.
+fn read_columns(sections: &[Section], columns: &mut Vec<Column>) -> Result<usize, CodecError> {
+    let mut n = 0;
+    for s in sections.iter().filter(|s| s.kind == SECTION_COLUMN) {
+        if columns.len() <= n {
+            columns.push(Column::default());
+        }
+        let c = &mut columns[n];
+        n += 1;
+        c.key.clear();
+        let mut p = 0;
+        while p < s.key.len() {
+            let tag = read_canonical_varint(s.key, &mut p)
+                .and_then(|t| u32::try_from(t).ok())
+                .ok_or_else(|| CodecError("bad column key".into()))?;
+            c.key.push(tag);
+        }
+        c.time = match c.key.as_slice() {
+            [TAG_TIME_SEC] => 1,
+            [TAG_TIME_USEC] => 2,
+            _ => 0,
+        };
+        s.read_into(&mut c.data)?;
+        c.pos = 0;
+        c.prev = 0;
+    }
+    Ok(n)
+}
+
+/// Compiles the shapes section: every leaf bound to its column and slot.
+fn compile_shapes(
+    section: &[u8],
+    count: usize,
+    columns: &[Column],
+) -> Result<Programs, CodecError> {
+    let mut r = Reader {
+        data: section,
+        pos: 0,
+        what: "shapes",
+    };
+    let n_shapes = r.varint()?;
+    if n_shapes > count as u64 {
+        return bad(format!("{n_shapes} shapes for {count} events"));
+    }
+    let mut p = Programs::default();
+    p.ranges.push((0, 0));
+    let mut slots: HashMap<(u32, u16), u32> = HashMap::new();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
     let mut occ: Vec<(u32, u16)> = Vec::new();
-    let mut pos = 0;
-    while pos < shape.len() {
-        if shape[pos] == SHAPE_END {
-            pos += 1;
-            if path.pop().is_none() {
-                return bad("shape closes more messages than it opens");
-            }
-            ops.push(Op::End);
-            continue;
-        }
-        let tag = read_varint(shape, &mut pos)
-            .and_then(|t| u32::try_from(t).ok())
-            .filter(|t| {
-                matches!(
-                    (t & 7) as u8,
-                    WIRE_VARINT | WIRE_FIXED64 | WIRE_LEN | WIRE_FIXED32
-                )
-            })
-            .ok_or_else(|| CodecError("bad tag in shape".into()))?;
-        let kind = *shape
-            .get(pos)
-            .ok_or_else(|| CodecError("shape ends after a tag".into()))?;
-        pos += 1;
-        path.push(tag);
-        match kind {
-            KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
-                ops.push(Op::Begin { tag });
+    // The slot of every leaf operation, in order.
+    let mut op_slots: Vec<u32> = Vec::new();
+    for _ in 0..n_shapes {
+        let len = r.varint()? as usize;
+        let shape = section
+            .get(r.pos..r.pos.saturating_add(len))
+            .ok_or_else(|| CodecError("shape runs past its section".into()))?;
+        r.pos += len;
+        let start = p.ops.len() as u32;
+        path.clear();
+        occ.clear();
+        let mut pos = 0;
+        while pos < shape.len() {
+            if shape[pos] == SHAPE_END {
+                pos += 1;
+                if path.pop().is_none() {
+                    return bad("shape closes more messages than it opens");
+                }
+                p.ops.push(Op::End);
                 continue;
             }
-            KIND_LITERAL | KIND_INHERIT => {}
-            _ => return bad(format!("bad entry kind {kind} in shape")),
+            let tag = read_varint(shape, &mut pos)
+                .and_then(|t| u32::try_from(t).ok())
+                .filter(|t| {
+                    matches!(
+                        (t & 7) as u8,
+                        WIRE_VARINT | WIRE_FIXED64 | WIRE_LEN | WIRE_FIXED32
+                    )
+                })
+                .ok_or_else(|| CodecError("bad tag in shape".into()))?;
+            let kind = *shape
+                .get(pos)
+                .ok_or_else(|| CodecError("shape ends after a tag".into()))?;
+            pos += 1;
+            path.push(tag);
+            match kind {
+                KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
+                    p.ops.push(Op::Begin { tag });
+                    continue;
+                }
+                KIND_LITERAL | KIND_INHERIT => {}
+                _ => return bad(format!("bad entry kind {kind} in shape")),
+            }
+            // An inherited value was a literal of the same field in an earlier event, so its column
+            // exists too.
+            let column = columns.iter().position(|c| c.key == path).ok_or_else(|| {
+                CodecError("shape names a field with no column in the block".into())
+            })? as u32;
+            path.pop();
+            let n = match occ.iter_mut().find(|(c, _)| *c == column) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n - 1
+                }
+                None => {
+                    occ.push((column, 1));
+                    0
+                }
+            };
+            let next = slots.len() as u32;
+            let slot = *slots.entry((column, n)).or_insert(next);
+            let c = &columns[column as usize];
+            let record = false;
+            p.ops.push(match (kind, (tag & 7) as u8) {
+                (KIND_INHERIT, _) => Op::Inherit { tag, slot, record },
+                (_, WIRE_VARINT) if c.time != 0 => Op::Time {
+                    tag,
+                    column,
+                    usec: c.time == 2,
+                    record,
+                },
+                (_, WIRE_VARINT) => Op::Varint {
+                    tag,
+                    column,
+                    record,
+                },
+                (_, WIRE_LEN) => Op::Bytes {
+                    tag,
+                    column,
+                    record,
+                },
+                (_, WIRE_FIXED64) => Op::Fixed {
+                    tag,
+                    column,
+                    len: 8,
+                    record,
+                },
+                _ => Op::Fixed {
+                    tag,
+                    column,
+                    len: 4,
+                    record,
+                },
+            });
+            op_slots.push(slot);
         }
-        // An inherited value was a literal of the same field in an earlier event, so its column
-        // exists too.
-        let column = columns.iter().position(|c| c.key == path).ok_or_else(|| {
-            CodecError("shape names a field that has no column in the block".into())
-        })? as u32;
-        path.pop();
-        let n = match occ.iter_mut().find(|(c, _)| *c == column) {
-            Some((_, n)) => {
-                *n += 1;
-                *n - 1
-            }
-            None => {
-                occ.push((column, 1));
-                0
-            }
-        };
-        ops.push(Op::Leaf {
-            tag,
-            column,
-            occ: n,
-            inherit: kind == KIND_INHERIT,
-        });
+        if !path.is_empty() {
+            return bad("shape leaves a message open");
+        }
+        p.ranges.push((start, p.ops.len() as u32));
     }
-    if !path.is_empty() {
-        return bad("shape leaves a message open");
+    // Only the values that some event inherits are remembered while rebuilding.
+    p.n_slots = slots.len();
+    let mut inherited = vec![false; p.n_slots];
+    for op in &p.ops {
+        if let Op::Inherit { slot, .. } = op {
+            inherited[*slot as usize] = true;
+        }
     }
-    Ok(())
+    p.slot_pos = vec![u16::MAX; p.ranges.len() * p.n_slots];
+    let mut slots_iter = op_slots.iter();
+    for (shape, &(start, end)) in p.ranges.iter().enumerate() {
+        let mut recorded = 0u16;
+        for op in &mut p.ops[start as usize..end as usize] {
+            let (Op::Varint { record, .. }
+            | Op::Time { record, .. }
+            | Op::Bytes { record, .. }
+            | Op::Fixed { record, .. }
+            | Op::Inherit { record, .. }) = op
+            else {
+                continue;
+            };
+            let slot = *slots_iter
+                .next()
+                .ok_or_else(|| CodecError("shape bookkeeping".into()))?
+                as usize;
+            if inherited[slot] {
+                *record = true;
+                p.slot_pos[shape * p.n_slots + slot] = recorded;
+                recorded = recorded
+                    .checked_add(1)
+                    .ok_or_else(|| CodecError("shape with too many fields".into()))?;
+            }
+        }
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

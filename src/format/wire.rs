@@ -41,8 +41,12 @@ pub fn varint_len(value: u64) -> usize {
     ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
 }
 
-#[inline]
+#[inline(always)]
 pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
