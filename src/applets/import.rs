@@ -47,6 +47,22 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     } else {
         args.files.clone()
     };
+    // Open every input before touching the store, so a mistyped name changes nothing.
+    let mut inputs: Vec<(String, Box<dyn Read>, Option<u64>)> = Vec::new();
+    for path in &files {
+        if path.as_os_str() == "-" {
+            inputs.push((
+                "standard input".into(),
+                Box::new(std::io::stdin().lock()),
+                None,
+            ));
+        } else {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            let len = file.metadata().ok().map(|m| m.len());
+            inputs.push((path.display().to_string(), Box::new(file), len));
+        }
+    }
     let (mut writer, recoveries) = StoreWriter::open(&dir, WriterOptions::default())
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     report_recoveries(&recoveries);
@@ -54,22 +70,20 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let started = Instant::now();
     let mut input_bytes = 0u64;
     let mut truncated = 0;
-    for path in &files {
-        let (input, total): (Box<dyn Read>, Option<u64>) = if path.as_os_str() == "-" {
-            (Box::new(std::io::stdin().lock()), None)
-        } else {
-            let file = std::fs::File::open(path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            let len = file.metadata().ok().map(|m| m.len());
-            (Box::new(file), len)
-        };
-        let name = path.display().to_string();
+    let mut failed = None;
+    for (name, input, total) in inputs {
         let mut reader = FrameReader::new(input, width);
         let mut last_report = Instant::now();
-        while let Some(frame) = reader
-            .next_frame()
-            .with_context(|| format!("cannot read {name}"))?
-        {
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(e) => {
+                    // Keep what was read: the store is closed cleanly below.
+                    failed = Some(anyhow::Error::new(e).context(format!("cannot read {name}")));
+                    break;
+                }
+            };
             let undecodable = pb::Message::decode(frame).is_err();
             writer
                 .append(frame, now_us(), undecodable)
@@ -95,6 +109,9 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         if let Some(t) = reader.truncated() {
             truncated += 1;
             eprintln!("dstore import: {name}: {t}");
+        }
+        if failed.is_some() {
+            break;
         }
     }
     let stats = writer.close().context("cannot finish writing the store")?;
@@ -128,7 +145,10 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// Says what opening the store had to repair.
