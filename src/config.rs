@@ -51,6 +51,15 @@ impl StoreArgs {
 /// Parses `key = value` lines; `#` starts a comment. Unknown keys and malformed lines are reported
 /// on stderr and skipped: a configuration written for a newer dstore still starts this one.
 pub fn parse_conf(text: &str, path: &Path) -> std::collections::BTreeMap<String, String> {
+    parse_conf_with(text, path, KNOWN_KEYS)
+}
+
+/// `parse_conf` for a file whose known keys are `known`.
+pub fn parse_conf_with(
+    text: &str,
+    path: &Path,
+    known: &[&str],
+) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
@@ -66,7 +75,7 @@ pub fn parse_conf(text: &str, path: &Path) -> std::collections::BTreeMap<String,
             continue;
         };
         let key = key.trim();
-        if !KNOWN_KEYS.contains(&key) {
+        if !known.contains(&key) {
             eprintln!(
                 "dstore: warning: {}:{}: unknown setting `{key}` ignored",
                 path.display(),

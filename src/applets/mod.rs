@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 mod cat;
 mod import;
+mod ingest;
 mod links;
 mod pb2json;
 
@@ -26,8 +27,8 @@ pub static APPLETS: &[Applet] = &[
     Applet {
         name: "ingest",
         alias: Some("tcpdistro"),
-        command: not_yet::ingest,
-        run: not_yet::run,
+        command: ingest::command,
+        run: ingest::run,
     },
     Applet {
         name: "import",
@@ -149,10 +150,6 @@ fn top_command() -> Command {
 mod not_yet {
     use super::*;
 
-    pub fn ingest() -> Command {
-        Command::new("ingest")
-            .about("Receive PowerDNS protobuf streams over TCP (not yet implemented)")
-    }
     pub fn grep() -> Command {
         Command::new("grep").about("Search the store (not yet implemented)")
     }

@@ -1,0 +1,170 @@
+//! The store writer thread: takes batches of frames from the event loop, marks the ones that do not
+//! decode, appends them to the store and makes them durable every flush interval. When the disk
+//! fails (full, read-only, gone) it says so, stops taking batches so that the bounded queue holds
+//! what arrives meanwhile, and reopens the store every second until writing works again.
+
+use super::stats::Stats;
+use crate::format::{StoreWriter, WriterOptions};
+use crate::log::Log;
+use crate::pb;
+use prost::Message as _;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Frames received together, with the time they were received.
+#[derive(Default)]
+pub struct Batch {
+    pub frames: Vec<u8>,
+    /// The end of each frame in `frames`.
+    pub ends: Vec<u32>,
+    pub receive_time_us: Vec<u64>,
+}
+
+impl Batch {
+    pub fn push(&mut self, frame: &[u8], receive_time_us: u64) {
+        self.frames.extend_from_slice(frame);
+        self.ends.push(self.frames.len() as u32);
+        self.receive_time_us.push(receive_time_us);
+    }
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}
+
+pub struct Sink {
+    pub dir: PathBuf,
+    pub options: WriterOptions,
+    pub flush_interval: Duration,
+    pub stats: Arc<Stats>,
+    pub log: Arc<Log>,
+}
+
+const RETRY: Duration = Duration::from_secs(1);
+
+impl Sink {
+    /// Opens the store, recovering what a crash left.
+    pub fn open(&self) -> Result<StoreWriter, crate::format::Error> {
+        let (writer, recoveries) = StoreWriter::open(&self.dir, self.options.clone())?;
+        for r in recoveries {
+            for d in &r.damage {
+                self.log.info(&format!(
+                    "{}: damaged data at offset {}: {}",
+                    r.path.display(),
+                    d.offset,
+                    d.what
+                ));
+            }
+            self.log.info(&if r.removed {
+                format!("{}: removed a segment left empty by an interrupted writer", r.path.display())
+            } else {
+                format!(
+                    "{}: recovered an unsealed segment: {} whole blocks kept, {} bytes of a torn last block dropped",
+                    r.path.display(),
+                    r.blocks,
+                    r.dropped_bytes
+                )
+            });
+        }
+        Ok(writer)
+    }
+
+    /// Runs until the event loop hangs up, then flushes and seals. `writer` is the store opened at
+    /// start-up (so that a store that cannot be opened stops the daemon before it listens).
+    pub fn run(
+        self,
+        mut writer: Option<StoreWriter>,
+        batches: Receiver<Batch>,
+    ) -> Result<(), crate::format::Error> {
+        let mut next_flush = Instant::now() + self.flush_interval;
+        let mut dirty = false;
+        loop {
+            let Some(w) = writer.as_mut() else {
+                std::thread::sleep(RETRY);
+                match self.open() {
+                    Ok(w) => {
+                        self.log.info("the store is writable again; resuming");
+                        writer = Some(w);
+                    }
+                    Err(e) => self
+                        .log
+                        .limited("reopen", || format!("still cannot open the store: {e}")),
+                }
+                continue;
+            };
+            let wait = next_flush.saturating_duration_since(Instant::now());
+            let result = match batches.recv_timeout(wait) {
+                Ok(batch) => {
+                    self.stats
+                        .queued_bytes
+                        .fetch_sub(batch.frames.len() as u64, Relaxed);
+                    dirty = true;
+                    self.store(w, &batch)
+                }
+                Err(RecvTimeoutError::Timeout) => Ok(()),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let result = result.and_then(|()| {
+                if Instant::now() >= next_flush {
+                    next_flush = Instant::now() + self.flush_interval;
+                    if dirty {
+                        dirty = false;
+                        return self.flush(w);
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                self.stats.write_errors.fetch_add(1, Relaxed);
+                self.log.info(&format!(
+                    "CANNOT WRITE THE STORE: {e}. Events already flushed are safe; new events wait in the queue (then are dropped and counted) while the store is reopened every second"
+                ));
+                writer = None;
+            }
+        }
+        match writer {
+            Some(w) => {
+                let stats = w.close()?;
+                self.log.info(&format!(
+                    "store closed: {} events in {} blocks this run",
+                    stats.events, stats.blocks
+                ));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn store(&self, w: &mut StoreWriter, batch: &Batch) -> Result<(), crate::format::Error> {
+        let mut start = 0;
+        for (i, &end) in batch.ends.iter().enumerate() {
+            let frame = &batch.frames[start..end as usize];
+            start = end as usize;
+            let undecodable = pb::Message::decode(frame).is_err();
+            if undecodable {
+                self.stats.undecodable.fetch_add(1, Relaxed);
+            }
+            let before = w.stats().block_bytes;
+            w.append(frame, batch.receive_time_us[i], undecodable)?;
+            self.stats
+                .disk_bytes
+                .fetch_add(w.stats().block_bytes - before, Relaxed);
+        }
+        self.stats.stored.fetch_add(batch.len() as u64, Relaxed);
+        Ok(())
+    }
+
+    fn flush(&self, w: &mut StoreWriter) -> Result<(), crate::format::Error> {
+        let before = w.stats().block_bytes;
+        w.flush()?;
+        self.stats
+            .disk_bytes
+            .fetch_add(w.stats().block_bytes - before, Relaxed);
+        Ok(())
+    }
+}
