@@ -5,7 +5,12 @@
 
 pub mod applets;
 pub mod config;
+pub mod dns;
 pub mod event_json;
 pub mod format;
 pub mod frame;
+pub mod ingest;
+pub mod log;
+pub mod net;
 pub mod pb;
+pub mod timespec;

@@ -13,3 +13,243 @@ pub use generated::pbdns_message::{
     VState,
 };
 pub use generated::PbdnsMessage as Message;
+
+/// The messages of the schema, for `decodes`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Schema {
+    Message,
+    Question,
+    Response,
+    Record,
+    Meta,
+    MetaValue,
+    Trace,
+}
+
+/// How a known field is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Varint,
+    Bytes,
+    Text,
+    Nested(Schema),
+    /// A repeated varint field, which decoders take packed as well.
+    Varints,
+}
+
+fn kind(schema: Schema, number: u32) -> Option<Kind> {
+    use Kind::*;
+    Some(match (schema, number) {
+        (Schema::Message, 1 | 4 | 5 | 8..=11 | 18 | 20 | 21 | 24..=29 | 31) => Varint,
+        (Schema::Message, 2 | 3 | 6 | 7 | 14 | 16 | 17 | 30 | 33) => Bytes,
+        (Schema::Message, 15 | 19 | 32) => Text,
+        (Schema::Message, 12) => Nested(Schema::Question),
+        (Schema::Message, 13) => Nested(Schema::Response),
+        (Schema::Message, 22) => Nested(Schema::Meta),
+        (Schema::Message, 23) => Nested(Schema::Trace),
+        (Schema::Question, 1) => Text,
+        (Schema::Question, 2 | 3) => Varint,
+        (Schema::Response, 1 | 5 | 6 | 7 | 10 | 11) => Varint,
+        (Schema::Response, 2) => Nested(Schema::Record),
+        (Schema::Response, 3 | 4 | 8 | 9) => Text,
+        (Schema::Record, 1) => Text,
+        (Schema::Record, 2..=4 | 6) => Varint,
+        (Schema::Record, 5) => Bytes,
+        (Schema::Meta, 1) => Text,
+        (Schema::Meta, 2) => Nested(Schema::MetaValue),
+        (Schema::MetaValue, 1) => Text,
+        (Schema::MetaValue, 2) => Varints,
+        (Schema::Trace, 1..=5) => Varint,
+        (Schema::Trace, 6 | 8) => Text,
+        (Schema::Trace, 7) => Bytes,
+        _ => return None,
+    })
+}
+
+/// Whether `frame` decodes as a PBDNSMessage, by exactly the rules prost's decoder applies (wire
+/// types of known fields, UTF-8 of strings, nested messages, skipping unknown fields and groups),
+/// without building the message: ingest and import ask this of every frame.
+pub fn decodes(frame: &[u8]) -> bool {
+    check(frame, Schema::Message, 0)
+}
+
+fn check(buf: &[u8], schema: Schema, depth: u32) -> bool {
+    use crate::format::wire::{read_varint, WIRE_LEN, WIRE_VARINT};
+    let mut pos = 0;
+    while pos < buf.len() {
+        let Some(key) = read_varint(buf, &mut pos) else {
+            return false;
+        };
+        if key > u64::from(u32::MAX) || key & 7 > 5 || key >> 3 == 0 {
+            return false;
+        }
+        let (number, wire) = ((key >> 3) as u32, (key & 7) as u8);
+        match kind(schema, number) {
+            None => {
+                if !skip(buf, &mut pos, wire, number, depth) {
+                    return false;
+                }
+            }
+            Some(Kind::Varint) => {
+                if wire != WIRE_VARINT || read_varint(buf, &mut pos).is_none() {
+                    return false;
+                }
+            }
+            Some(Kind::Varints) if wire == WIRE_VARINT => {
+                if read_varint(buf, &mut pos).is_none() {
+                    return false;
+                }
+            }
+            Some(k) => {
+                if wire != WIRE_LEN {
+                    return false;
+                }
+                let Some(body) = delimited(buf, &mut pos) else {
+                    return false;
+                };
+                let ok = match k {
+                    Kind::Bytes => true,
+                    Kind::Text => std::str::from_utf8(body).is_ok(),
+                    Kind::Nested(inner) => depth < 100 && check(body, inner, depth + 1),
+                    Kind::Varints => {
+                        let mut p = 0;
+                        while p < body.len() {
+                            if read_varint(body, &mut p).is_none() {
+                                return false;
+                            }
+                        }
+                        true
+                    }
+                    Kind::Varint => false,
+                };
+                if !ok {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+fn delimited<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let len = usize::try_from(crate::format::wire::read_varint(buf, pos)?).ok()?;
+    let body = buf.get(*pos..pos.checked_add(len)?)?;
+    *pos += len;
+    Some(body)
+}
+
+/// Skips an unknown field as prost does: groups are skipped to their matching end.
+fn skip(buf: &[u8], pos: &mut usize, wire: u8, number: u32, depth: u32) -> bool {
+    use crate::format::wire::read_varint;
+    match wire {
+        0 => read_varint(buf, pos).is_some(),
+        1 | 5 => {
+            let n = if wire == 1 { 8 } else { 4 };
+            match pos.checked_add(n).filter(|&end| end <= buf.len()) {
+                Some(end) => {
+                    *pos = end;
+                    true
+                }
+                None => false,
+            }
+        }
+        2 => delimited(buf, pos).is_some(),
+        3 => {
+            if depth >= 100 {
+                return false;
+            }
+            loop {
+                if *pos >= buf.len() {
+                    return false;
+                }
+                let Some(key) = read_varint(buf, pos) else {
+                    return false;
+                };
+                if key > u64::from(u32::MAX) || key & 7 > 5 || key >> 3 == 0 {
+                    return false;
+                }
+                let (inner, inner_wire) = ((key >> 3) as u32, (key & 7) as u8);
+                if inner_wire == 4 {
+                    return inner == number;
+                }
+                if !skip(buf, pos, inner_wire, inner, depth + 1) {
+                    return false;
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message as _;
+
+    /// A small deterministic generator for mutations.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    #[test]
+    fn decodes_agrees_with_prost_on_real_and_mutated_frames() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
+        let mut frames = Vec::new();
+        for name in [
+            "dnsdist-5300.pb",
+            "dnsdist-live-same-traffic.pb",
+            "recursor-live-with-outgoing.pb",
+        ] {
+            let bytes = std::fs::read(dir.join(name)).expect("sample");
+            let mut reader =
+                crate::frame::FrameReader::new(bytes.as_slice(), crate::frame::FrameWidth::Two);
+            while let Some(f) = reader.next_frame().expect("memory") {
+                frames.push(f.to_vec());
+            }
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut agree, mut bad) = (0, 0);
+        for (i, frame) in frames.iter().enumerate() {
+            assert_eq!(
+                decodes(frame),
+                Message::decode(frame.as_slice()).is_ok(),
+                "sample frame {i}"
+            );
+            for _ in 0..20 {
+                let mut m = frame.clone();
+                match rng.below(4) {
+                    0 => {
+                        let p = rng.below(m.len());
+                        m[p] ^= 1 << rng.below(8);
+                    }
+                    1 => {
+                        let p = rng.below(m.len());
+                        m[p] = [0x00, 0x80, 0xff, 0x0b, 0x0c, 0x04, 0x7f][rng.below(7)];
+                    }
+                    2 => m.truncate(rng.below(m.len())),
+                    _ => {
+                        let p = rng.below(m.len());
+                        m.insert(p, rng.next() as u8);
+                    }
+                }
+                let want = Message::decode(m.as_slice()).is_ok();
+                assert_eq!(decodes(&m), want, "mutation of frame {i}: {m:02x?}");
+                agree += 1;
+                bad += usize::from(!want);
+            }
+        }
+        assert!(
+            bad > agree / 10,
+            "the mutations should break a fair share of frames ({bad} of {agree})"
+        );
+    }
+}

@@ -7,7 +7,6 @@ use crate::frame::{FrameReader, FrameWidth};
 use crate::pb;
 use anyhow::{Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
-use prost::Message as _;
 use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,7 +83,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
                     break;
                 }
             };
-            let undecodable = pb::Message::decode(frame).is_err();
+            let undecodable = !pb::decodes(frame);
             writer
                 .append(frame, now_us(), undecodable)
                 .context("cannot write to the store")?;

@@ -7,7 +7,6 @@ use super::stats::Stats;
 use crate::format::{StoreWriter, WriterOptions};
 use crate::log::Log;
 use crate::pb;
-use prost::Message as _;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -145,7 +144,7 @@ impl Sink {
         for (i, &end) in batch.ends.iter().enumerate() {
             let frame = &batch.frames[start..end as usize];
             start = end as usize;
-            let undecodable = pb::Message::decode(frame).is_err();
+            let undecodable = !pb::decodes(frame);
             if undecodable {
                 self.stats.undecodable.fetch_add(1, Relaxed);
             }
