@@ -3,6 +3,8 @@
 //! `format` is the on-disk storage format and knows nothing of the applets, the network or HTTP.
 //! `applets` holds the command-line programs that the single `dstore` executable dispatches to.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod applets;
 pub mod config;
 pub mod dns;

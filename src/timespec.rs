@@ -13,7 +13,7 @@ pub fn parse_time(text: &str, now_us: u64) -> Result<u64, String> {
         return Ok(now_us.saturating_sub(d));
     }
     if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 && secs < 1e12 {
+        if (0.0..1e12).contains(&secs) {
             return Ok((secs * 1e6).round() as u64);
         }
     }

@@ -38,7 +38,7 @@ pub fn read_canonical_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 #[inline]
 pub fn varint_len(value: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[inline(always)]

@@ -170,7 +170,8 @@ impl Server {
                 }
             }
             if stop {
-                return Ok(self.shutdown());
+                self.shutdown();
+                return Ok(());
             }
         }
     }
