@@ -1,12 +1,14 @@
 //! A store: a directory of segment files named `<sequence>-<UTC creation time>.dst`, written by one
 //! writer at a time (it holds an exclusive lock on `writer.lock`) and read by any number of readers.
 
-use super::block::{decode_payload, encode_block};
+use super::block::{decode_payload, encode_block, BlockHeader};
 use super::codec::{Decoded, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNDECODABLE};
 use super::segment::{Recovery, Segment, SegmentWriter};
 use super::wire::message_time_us;
 use super::Error;
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +24,8 @@ pub struct WriterOptions {
     /// A segment is sealed and a new one started past this size or age.
     pub segment_bytes: u64,
     pub segment_age: Duration,
+    /// Threads that encode blocks side by side.
+    pub encoders: usize,
 }
 
 impl Default for WriterOptions {
@@ -31,6 +35,7 @@ impl Default for WriterOptions {
             block_events: 65_536,
             segment_bytes: 512 << 20,
             segment_age: Duration::from_secs(3600),
+            encoders: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
         }
     }
 }
@@ -106,10 +111,9 @@ pub struct StoreWriter {
     dir: PathBuf,
     _lock: File,
     options: WriterOptions,
-    encoder: Encoder,
     frames: Vec<u8>,
     pending: Vec<(u32, u64, u8)>,
-    block: Vec<u8>,
+    pool: EncoderPool,
     segment: Option<SegmentWriter>,
     next_sequence: u64,
     stats: WriterStats,
@@ -159,11 +163,10 @@ impl StoreWriter {
         let writer = StoreWriter {
             dir: dir.to_path_buf(),
             _lock: lock,
+            pool: EncoderPool::new(options.encoders),
             options,
-            encoder: Encoder::new(),
             frames: Vec::new(),
             pending: Vec::new(),
-            block: Vec::new(),
             segment: None,
             next_sequence,
             stats: WriterStats::default(),
@@ -211,6 +214,7 @@ impl StoreWriter {
     pub fn flush(&mut self) -> Result<(), Error> {
         self.check_poisoned()?;
         self.write_block()?;
+        self.write_encoded(true)?;
         if let Some(segment) = &self.segment {
             let synced = segment.sync();
             self.poison_on_error(synced)?;
@@ -245,29 +249,28 @@ impl StoreWriter {
         r
     }
 
+    /// Hands what is pending to the encoders, and writes the blocks they have finished, in order.
     fn write_block(&mut self) -> Result<(), Error> {
-        if self.pending.is_empty() {
-            return Ok(());
+        if !self.pending.is_empty() {
+            let frames = std::mem::take(&mut self.frames);
+            let pending = std::mem::take(&mut self.pending);
+            self.pool.submit(frames, pending);
         }
-        let mut start = 0usize;
-        let events: Vec<Event> = self
-            .pending
-            .iter()
-            .map(|&(end, time_us, flags)| {
-                let frame = &self.frames[start..end as usize];
-                start = end as usize;
-                Event {
-                    frame,
-                    time_us,
-                    flags,
-                }
-            })
-            .collect();
-        self.block.clear();
-        let (header, fell_back) = encode_block(&mut self.encoder, &events, &mut self.block);
+        self.write_encoded(false)
+    }
+
+    /// Writes every encoded block that is next in order; with `all`, waits for every block.
+    fn write_encoded(&mut self, all: bool) -> Result<(), Error> {
+        while let Some(done) = self.pool.next(all) {
+            self.append_block(&done.block, done.header, done.fell_back)?;
+        }
+        Ok(())
+    }
+
+    fn append_block(&mut self, block: &[u8], header: BlockHeader, fell_back: bool) -> Result<(), Error> {
         let now = now_us();
         let rotate = self.segment.as_ref().is_some_and(|s| {
-            s.len() + self.block.len() as u64 > self.options.segment_bytes && !s.is_empty()
+            s.len() + block.len() as u64 > self.options.segment_bytes && !s.is_empty()
                 || now.saturating_sub(s.created_us) > self.options.segment_age.as_micros() as u64
         });
         if rotate {
@@ -285,7 +288,7 @@ impl StoreWriter {
             self.next_sequence += 1;
         }
         let appended = match self.segment.as_mut() {
-            Some(segment) => segment.append(&self.block, header),
+            Some(segment) => segment.append(block, header),
             None => Ok(()),
         };
         self.poison_on_error(appended)?;
@@ -293,11 +296,87 @@ impl StoreWriter {
         self.stats.undecodable += u64::from(header.undecodable);
         self.stats.frame_bytes += header.frame_bytes;
         self.stats.blocks += 1;
-        self.stats.block_bytes += self.block.len() as u64;
+        self.stats.block_bytes += block.len() as u64;
         self.stats.opaque_fallbacks += u64::from(fell_back);
-        self.frames.clear();
-        self.pending.clear();
         Ok(())
+    }
+}
+
+/// A block encoded by the pool.
+struct Encoded {
+    seq: u64,
+    block: Vec<u8>,
+    header: BlockHeader,
+    fell_back: bool,
+}
+
+/// Encoder threads: blocks are encoded side by side and come back in the order they went in, so
+/// that encoding (the costly part of writing) uses every core while the file stays in order.
+struct EncoderPool {
+    jobs: Vec<SyncSender<(u64, Vec<u8>, Vec<(u32, u64, u8)>)>>,
+    done: Receiver<Encoded>,
+    next_submit: u64,
+    next_write: u64,
+    finished: BTreeMap<u64, Encoded>,
+}
+
+impl EncoderPool {
+    fn new(threads: usize) -> EncoderPool {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let jobs = (0..threads.max(1))
+            .map(|_| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, Vec<(u32, u64, u8)>)>(1);
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    let mut encoder = Encoder::new();
+                    for (seq, frames, pending) in rx {
+                        let mut start = 0usize;
+                        let events: Vec<Event> = pending
+                            .iter()
+                            .map(|&(end, time_us, flags)| {
+                                let frame = &frames[start..end as usize];
+                                start = end as usize;
+                                Event { frame, time_us, flags }
+                            })
+                            .collect();
+                        let mut block = Vec::with_capacity(frames.len() / 3);
+                        let (header, fell_back) = encode_block(&mut encoder, &events, &mut block);
+                        if done_tx.send(Encoded { seq, block, header, fell_back }).is_err() {
+                            return;
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        EncoderPool { jobs, done, next_submit: 0, next_write: 0, finished: BTreeMap::new() }
+    }
+
+    fn submit(&mut self, frames: Vec<u8>, pending: Vec<(u32, u64, u8)>) {
+        let seq = self.next_submit;
+        self.next_submit += 1;
+        let worker = &self.jobs[(seq % self.jobs.len() as u64) as usize];
+        // A worker that is gone left its result missing; `next` then reports nothing more.
+        let _ = worker.send((seq, frames, pending));
+    }
+
+    /// The next block in order: waits for it when `wait` or when too many blocks are in flight.
+    fn next(&mut self, wait: bool) -> Option<Encoded> {
+        while let Ok(done) = self.done.try_recv() {
+            self.finished.insert(done.seq, done);
+        }
+        loop {
+            if let Some(done) = self.finished.remove(&self.next_write) {
+                self.next_write += 1;
+                return Some(done);
+            }
+            let in_flight = self.next_submit - self.next_write;
+            if in_flight == 0 || (!wait && in_flight < 2 * self.jobs.len() as u64) {
+                return None;
+            }
+            let done = self.done.recv().ok()?;
+            self.finished.insert(done.seq, done);
+        }
     }
 }
 
