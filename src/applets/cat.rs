@@ -3,7 +3,7 @@
 use crate::config::StoreArgs;
 use crate::event_json::{frame_to_json, EventMeta};
 use crate::format::store::now_us;
-use crate::format::{scan_segment, segment_paths, Decoded, Segment, TimeRange};
+use crate::format::{segment_paths, Scanner, Segment, TimeRange};
 use crate::frame::{write_frame, FrameWidth};
 use crate::timespec::parse_time;
 use anyhow::{Context, Result};
@@ -35,6 +35,9 @@ struct Args {
     /// No summary on stderr
     #[arg(long, short)]
     quiet: bool,
+    /// Threads decoding blocks [default: the number of cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 pub fn command() -> Command {
@@ -74,7 +77,10 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let (mut decoded, mut buf) = (Decoded::default(), Vec::new());
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut scanner = Scanner::new(threads);
     let (mut events, mut damaged, mut line) = (0u64, 0u64, Vec::new());
     for path in &paths {
         let segment = match Segment::open(path) {
@@ -121,14 +127,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
             }
             Ok(true)
         };
-        scan_segment(
-            &segment,
-            range,
-            &mut decoded,
-            &mut buf,
-            &mut on_damage,
-            &mut on_event,
-        )?;
+        scanner.scan(&segment, range, &mut on_damage, &mut on_event)?;
     }
     out.flush()?;
     if !args.quiet {

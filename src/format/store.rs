@@ -3,13 +3,13 @@
 
 use super::block::{decode_payload, encode_block, BlockHeader};
 use super::codec::{Decoded, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNDECODABLE};
-use super::segment::{Recovery, Segment, SegmentWriter};
+use super::segment::{BlockRef, Recovery, Segment, SegmentWriter};
 use super::wire::message_time_us;
 use super::Error;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::sync::mpsc::{Receiver, SyncSender};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const SEGMENT_SUFFIX: &str = ".dst";
@@ -267,7 +267,12 @@ impl StoreWriter {
         Ok(())
     }
 
-    fn append_block(&mut self, block: &[u8], header: BlockHeader, fell_back: bool) -> Result<(), Error> {
+    fn append_block(
+        &mut self,
+        block: &[u8],
+        header: BlockHeader,
+        fell_back: bool,
+    ) -> Result<(), Error> {
         let now = now_us();
         let rotate = self.segment.as_ref().is_some_and(|s| {
             s.len() + block.len() as u64 > self.options.segment_bytes && !s.is_empty()
@@ -325,7 +330,8 @@ impl EncoderPool {
         let (done_tx, done) = std::sync::mpsc::channel();
         let jobs = (0..threads.max(1))
             .map(|_| {
-                let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>, Vec<(u32, u64, u8)>)>(1);
+                let (tx, rx) =
+                    std::sync::mpsc::sync_channel::<(u64, Vec<u8>, Vec<(u32, u64, u8)>)>(1);
                 let done_tx = done_tx.clone();
                 std::thread::spawn(move || {
                     let mut encoder = Encoder::new();
@@ -336,12 +342,24 @@ impl EncoderPool {
                             .map(|&(end, time_us, flags)| {
                                 let frame = &frames[start..end as usize];
                                 start = end as usize;
-                                Event { frame, time_us, flags }
+                                Event {
+                                    frame,
+                                    time_us,
+                                    flags,
+                                }
                             })
                             .collect();
                         let mut block = Vec::with_capacity(frames.len() / 3);
                         let (header, fell_back) = encode_block(&mut encoder, &events, &mut block);
-                        if done_tx.send(Encoded { seq, block, header, fell_back }).is_err() {
+                        if done_tx
+                            .send(Encoded {
+                                seq,
+                                block,
+                                header,
+                                fell_back,
+                            })
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -349,7 +367,13 @@ impl EncoderPool {
                 tx
             })
             .collect();
-        EncoderPool { jobs, done, next_submit: 0, next_write: 0, finished: BTreeMap::new() }
+        EncoderPool {
+            jobs,
+            done,
+            next_submit: 0,
+            next_write: 0,
+            finished: BTreeMap::new(),
+        }
     }
 
     fn submit(&mut self, frames: Vec<u8>, pending: Vec<(u32, u64, u8)>) {
@@ -418,7 +442,7 @@ impl TimeRange {
 }
 
 /// Reads the events of one segment in a time range, block by block. Damaged blocks are passed to
-/// `on_damage` and skipped; the scan goes on.
+/// `on_damage` and skipped; the scan goes on. `on_event` returns false to stop.
 pub fn scan_segment(
     segment: &Segment,
     range: TimeRange,
@@ -427,33 +451,113 @@ pub fn scan_segment(
     on_damage: &mut dyn FnMut(Error),
     on_event: &mut dyn FnMut(StoredEvent) -> std::io::Result<bool>,
 ) -> std::io::Result<bool> {
-    for block in segment
+    for block in blocks_in(segment, range) {
+        match decode_block(segment, block, decoded, buf) {
+            Ok(()) => {
+                if !emit(decoded, range, on_event)? {
+                    return Ok(false);
+                }
+            }
+            Err(e) => on_damage(e),
+        }
+    }
+    Ok(true)
+}
+
+/// `scan_segment` with several threads decoding blocks side by side; events still come out in
+/// order, on the calling thread.
+pub struct Scanner {
+    work: Vec<(Decoded, Vec<u8>)>,
+}
+
+impl Scanner {
+    pub fn new(threads: usize) -> Scanner {
+        Scanner {
+            work: (0..threads.max(1)).map(|_| Default::default()).collect(),
+        }
+    }
+
+    pub fn scan(
+        &mut self,
+        segment: &Segment,
+        range: TimeRange,
+        on_damage: &mut dyn FnMut(Error),
+        on_event: &mut dyn FnMut(StoredEvent) -> std::io::Result<bool>,
+    ) -> std::io::Result<bool> {
+        let blocks: Vec<&BlockRef> = blocks_in(segment, range).collect();
+        for chunk in blocks.chunks(self.work.len()) {
+            let work = &mut self.work[..chunk.len()];
+            let results: Vec<Result<(), Error>> = if chunk.len() == 1 {
+                let (decoded, buf) = &mut work[0];
+                vec![decode_block(segment, chunk[0], decoded, buf)]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = chunk
+                        .iter()
+                        .zip(work.iter_mut())
+                        .map(|(block, (decoded, buf))| {
+                            scope.spawn(move || decode_block(segment, block, decoded, buf))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .zip(chunk)
+                        .map(|(h, block)| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(segment.block_error(block.offset, "decoder panicked".into()))
+                            })
+                        })
+                        .collect()
+                })
+            };
+            for (result, (decoded, _)) in results.into_iter().zip(work.iter()) {
+                match result {
+                    Ok(()) => {
+                        if !emit(decoded, range, on_event)? {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) => on_damage(e),
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn blocks_in(segment: &Segment, range: TimeRange) -> impl Iterator<Item = &BlockRef> {
+    segment
         .blocks
         .iter()
-        .filter(|b| range.overlaps(b.header.min_time_us, b.header.max_time_us))
-    {
-        let payload = match segment.read_payload(block, buf) {
-            Ok(p) => p,
-            Err(e) => {
-                on_damage(e);
-                continue;
-            }
-        };
-        if let Err(e) = decode_payload(&block.header, payload, decoded) {
-            on_damage(segment.block_error(block.offset, e.to_string()));
-            continue;
-        }
-        for i in 0..decoded.len() {
-            let time_us = decoded.times[i];
-            if range.contains(time_us)
-                && !on_event(StoredEvent {
-                    frame: decoded.frame(i),
-                    time_us,
-                    flags: decoded.flags[i],
-                })?
-            {
-                return Ok(false);
-            }
+        .filter(move |b| range.overlaps(b.header.min_time_us, b.header.max_time_us))
+}
+
+fn decode_block(
+    segment: &Segment,
+    block: &BlockRef,
+    decoded: &mut Decoded,
+    buf: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let payload = segment.read_payload(block, buf)?;
+    decode_payload(&block.header, payload, decoded)
+        .map_err(|e| segment.block_error(block.offset, e.to_string()))
+}
+
+fn emit(
+    decoded: &Decoded,
+    range: TimeRange,
+    on_event: &mut dyn FnMut(StoredEvent) -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    for i in 0..decoded.len() {
+        let time_us = decoded.times[i];
+        if range.contains(time_us)
+            && !on_event(StoredEvent {
+                frame: decoded.frame(i),
+                time_us,
+                flags: decoded.flags[i],
+            })?
+        {
+            return Ok(false);
         }
     }
     Ok(true)

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's test command: installs the real PowerDNS producers and DNS tools that
+# tests/interop.rs runs (when any is missing), then `cargo test --release` from the repository root.
+# Arguments go to cargo test, e.g. `scripts/test.sh --test interop`.
+# Meant for Debian bookworm as root (or with sudo), with cargo installed and ../shared beside the repo.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd)
+# One program (or file) per package: if all are there, nothing is installed.
+needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc)
+
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
+missing=()
+for p in "${needed[@]}"; do
+    have "$p" || missing+=("$p")
+done
+if ! compgen -G '/usr/lib/*/pdns/libbindbackend.so' >/dev/null; then
+    missing+=(libbindbackend.so)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "test.sh: missing ${missing[*]}; installing ${packages[*]}" >&2
+    if [ "$(id -u)" -eq 0 ]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        echo "test.sh: need root (or sudo) to install ${packages[*]}" >&2
+        exit 1
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+
+if [ ! -d "$root/../shared/samples" ]; then
+    echo "test.sh: warning: $root/../shared/samples not found; the sample-based tests will fail" >&2
+fi
+
+cd "$root"
+exec cargo test --release "$@"
