@@ -112,7 +112,7 @@ pub struct StoreWriter {
     _lock: File,
     options: WriterOptions,
     frames: Vec<u8>,
-    pending: Vec<(u32, u64, u8)>,
+    pending: Pending,
     pool: EncoderPool,
     segment: Option<SegmentWriter>,
     next_sequence: u64,
@@ -307,6 +307,12 @@ impl StoreWriter {
     }
 }
 
+/// Events waiting for a block: the end of each frame in the frame buffer, its time and flags.
+type Pending = Vec<(u32, u64, u8)>;
+
+/// A block for the pool to encode: its place in the order, its frames and events.
+type Job = (u64, Vec<u8>, Pending);
+
 /// A block encoded by the pool.
 struct Encoded {
     seq: u64,
@@ -318,7 +324,7 @@ struct Encoded {
 /// Encoder threads: blocks are encoded side by side and come back in the order they went in, so
 /// that encoding (the costly part of writing) uses every core while the file stays in order.
 struct EncoderPool {
-    jobs: Vec<SyncSender<(u64, Vec<u8>, Vec<(u32, u64, u8)>)>>,
+    jobs: Vec<SyncSender<Job>>,
     done: Receiver<Encoded>,
     next_submit: u64,
     next_write: u64,
@@ -331,7 +337,7 @@ impl EncoderPool {
         let jobs = (0..threads.max(1))
             .map(|_| {
                 let (tx, rx) =
-                    std::sync::mpsc::sync_channel::<(u64, Vec<u8>, Vec<(u32, u64, u8)>)>(1);
+                    std::sync::mpsc::sync_channel::<Job>(1);
                 let done_tx = done_tx.clone();
                 std::thread::spawn(move || {
                     let mut encoder = Encoder::new();
@@ -376,7 +382,7 @@ impl EncoderPool {
         }
     }
 
-    fn submit(&mut self, frames: Vec<u8>, pending: Vec<(u32, u64, u8)>) {
+    fn submit(&mut self, frames: Vec<u8>, pending: Pending) {
         let seq = self.next_submit;
         self.next_submit += 1;
         let worker = &self.jobs[(seq % self.jobs.len() as u64) as usize];
