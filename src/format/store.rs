@@ -336,8 +336,7 @@ impl EncoderPool {
         let (done_tx, done) = std::sync::mpsc::channel();
         let jobs = (0..threads.max(1))
             .map(|_| {
-                let (tx, rx) =
-                    std::sync::mpsc::sync_channel::<Job>(1);
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1);
                 let done_tx = done_tx.clone();
                 std::thread::spawn(move || {
                     let mut encoder = Encoder::new();
