@@ -131,7 +131,8 @@ pub fn encode_block(
 ) -> (BlockHeader, bool) {
     let start = out.len();
     out.resize(start + BLOCK_HEADER_LEN, 0);
-    let fell_back = encoder.encode(events, out);
+    let summary = super::summary::build(events);
+    let fell_back = encoder.encode(events, &summary, out);
     let payload = &out[start + BLOCK_HEADER_LEN..];
     let header = BlockHeader {
         event_count: events.len() as u32,

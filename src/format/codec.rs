@@ -27,6 +27,7 @@ pub const SECTION_SHAPES: u8 = 4;
 pub const SECTION_REFS: u8 = 5;
 pub const SECTION_OPAQUE: u8 = 6;
 pub const SECTION_COLUMN: u8 = 7;
+pub const SECTION_SUMMARY: u8 = 8;
 
 /// Section storage.
 const STORED_PLAIN: u8 = 0;
@@ -140,9 +141,9 @@ impl Encoder {
     /// Encodes `events` into a block payload appended to `out`. The result is decoded again and
     /// compared with the input; should that ever differ, the block is written with every frame
     /// opaque instead, and `true` is returned.
-    pub fn encode(&mut self, events: &[Event], out: &mut Vec<u8>) -> bool {
+    pub fn encode(&mut self, events: &[Event], summary: &[u8], out: &mut Vec<u8>) -> bool {
         let start = out.len();
-        self.encode_columns(events, out);
+        self.encode_columns(events, summary, out);
         let mut check = self.verify.take().unwrap_or_default();
         let same = decode(&out[start..], events.len(), &mut check).is_ok()
             && check.len() == events.len()
@@ -154,7 +155,7 @@ impl Encoder {
         self.verify = Some(check);
         if !same {
             out.truncate(start);
-            self.encode_opaque(events, out);
+            self.encode_opaque(events, summary, out);
         }
         !same
     }
@@ -252,7 +253,7 @@ impl Encoder {
         true
     }
 
-    fn encode_columns(&mut self, events: &[Event], out: &mut Vec<u8>) {
+    fn encode_columns(&mut self, events: &[Event], summary: &[u8], out: &mut Vec<u8>) {
         self.reset();
         let mut times = Vec::with_capacity(events.len() * 3);
         let mut flags = Vec::with_capacity(events.len());
@@ -413,7 +414,7 @@ impl Encoder {
         put_varint(&mut shapes_section, shapes.len() as u64);
         shapes_section.extend_from_slice(&shape_list);
 
-        let mut sections = Sections::new(out);
+        let mut sections = Sections::new(out, summary);
         sections.add(SECTION_TIMES, &[], &times, &mut self.scratch);
         sections.add(SECTION_FLAGS, &[], &flags, &mut self.scratch);
         sections.add(SECTION_SHAPE_IDS, &[], &shape_ids, &mut self.scratch);
@@ -434,7 +435,7 @@ impl Encoder {
     }
 
     /// Every frame opaque: the fallback that cannot fail to round-trip.
-    fn encode_opaque(&mut self, events: &[Event], out: &mut Vec<u8>) {
+    fn encode_opaque(&mut self, events: &[Event], summary: &[u8], out: &mut Vec<u8>) {
         let mut times = Vec::new();
         let mut prev_time = 0u64;
         let mut opaque = Vec::new();
@@ -448,7 +449,7 @@ impl Encoder {
             opaque.extend_from_slice(event.frame);
         }
         let flags: Vec<u8> = events.iter().map(|e| e.flags).collect();
-        let mut sections = Sections::new(out);
+        let mut sections = Sections::new(out, summary);
         sections.add(SECTION_TIMES, &[], &times, &mut self.scratch);
         sections.add(SECTION_FLAGS, &[], &flags, &mut self.scratch);
         sections.add(
@@ -483,13 +484,29 @@ struct Sections<'a> {
 }
 
 impl<'a> Sections<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        Sections {
+    /// Starts a payload; a non-empty summary is its first section, stored plain, so that a
+    /// reader finds it at a fixed place without reading the rest.
+    fn new(out: &'a mut Vec<u8>, summary: &[u8]) -> Self {
+        let mut sections = Sections {
             out,
             directory: Vec::new(),
             bodies: Vec::new(),
             count: 0,
+        };
+        if !summary.is_empty() {
+            sections.add_plain(SECTION_SUMMARY, summary);
         }
+        sections
+    }
+
+    fn add_plain(&mut self, kind: u8, raw: &[u8]) {
+        self.directory.extend_from_slice(&[kind, STORED_PLAIN, 0]);
+        self.directory
+            .extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        self.directory
+            .extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        self.bodies.extend_from_slice(raw);
+        self.count += 1;
     }
 
     fn add(&mut self, kind: u8, key: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
@@ -1164,7 +1181,7 @@ mod tests {
 
     fn round_trip(events: &[Event]) -> (Vec<u8>, bool) {
         let mut payload = Vec::new();
-        let fell_back = Encoder::new().encode(events, &mut payload);
+        let fell_back = Encoder::new().encode(events, &[], &mut payload);
         let mut decoded = Decoded::default();
         decode(&payload, events.len(), &mut decoded).unwrap();
         assert_eq!(decoded.len(), events.len());

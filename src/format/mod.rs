@@ -7,6 +7,7 @@ pub mod block;
 pub mod codec;
 pub mod segment;
 pub mod store;
+pub mod summary;
 pub mod wire;
 
 pub use codec::Decoded;

@@ -4,6 +4,8 @@
 //! block header to block header. See FORMAT.md, "Segment file" and "Crash safety".
 
 use super::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_MAGIC};
+use super::codec::SECTION_SUMMARY;
+use super::summary::Summary;
 use super::Error;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -327,6 +329,40 @@ impl Segment {
             Err(e) => return Err(self.block_error(block.offset, e.to_string())),
         }
         Ok(&buf[BLOCK_HEADER_LEN..])
+    }
+
+    /// Reads only a block's summary (the first section of its payload, with a checksum of its own),
+    /// not the rest. `None` if the block has none, or it does not check out.
+    pub fn read_summary(&self, block: &BlockRef, buf: &mut Vec<u8>) -> Option<Summary> {
+        const FIRST_READ: usize = 16 << 10;
+        let payload_len = block.header.payload_len as usize;
+        let at = block.offset + BLOCK_HEADER_LEN as u64;
+        buf.resize(FIRST_READ.min(payload_len), 0);
+        self.file.read_exact_at(buf, at).ok()?;
+        let count = usize::from(u16::from_le_bytes([*buf.first()?, *buf.get(1)?]));
+        // The directory: kind, storage, key length, key, raw length, stored length per section.
+        let mut pos = 2;
+        let mut first = None;
+        for _ in 0..count {
+            let (kind, storage, key_len) = (
+                *buf.get(pos)?,
+                *buf.get(pos + 1)?,
+                usize::from(*buf.get(pos + 2)?),
+            );
+            pos += 3 + key_len;
+            let stored = u32::from_le_bytes(buf.get(pos + 4..pos + 8)?.try_into().ok()?) as usize;
+            pos += 8;
+            first.get_or_insert((kind, storage, stored));
+        }
+        let (kind, storage, len) = first?;
+        if kind != SECTION_SUMMARY || storage != 0 || pos.checked_add(len)? > payload_len {
+            return None;
+        }
+        if pos + len > buf.len() {
+            buf.resize(pos + len, 0);
+            self.file.read_exact_at(buf, at).ok()?;
+        }
+        Summary::decode(&buf[pos..pos + len])
     }
 
     pub fn block_error(&self, offset: u64, what: String) -> Error {

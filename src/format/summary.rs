@@ -1,0 +1,257 @@
+//! The block summary: what a block holds, readable without decompressing it. Counts of message
+//! types, qtypes and rcodes answer counting queries outright; a Bloom filter of query names and their
+//! parent domains lets a search for a name skip the blocks that cannot hold it. See FORMAT.md,
+//! "Summary section".
+
+use super::codec::{Event, FLAG_UNDECODABLE};
+use super::wire::{put_varint, read_field, read_varint, WIRE_VARINT};
+
+const SUMMARY_VERSION: u8 = 1;
+/// Bloom filter bits per distinct name, and probes per name: about 2% false positives.
+const BITS_PER_NAME: usize = 10;
+const PROBES: u8 = 6;
+const MAX_BLOOM_BYTES: usize = 1 << 20;
+
+/// A decoded summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// (value, events) pairs, ascending by value.
+    pub types: Vec<(u32, u64)>,
+    pub qtypes: Vec<(u32, u64)>,
+    pub rcodes: Vec<(u32, u64)>,
+    probes: u8,
+    bloom: Vec<u8>,
+}
+
+/// The fields of a PBDNSMessage a summary counts: type (1), question.qName (12.1), question.qType
+/// (12.2), response.rcode (13.1); the last occurrence of each wins.
+#[derive(Default)]
+struct Fields<'a> {
+    kind: Option<u64>,
+    qname: Option<&'a [u8]>,
+    qtype: Option<u64>,
+    rcode: Option<u64>,
+}
+
+fn fields(frame: &[u8]) -> Fields<'_> {
+    let mut f = Fields::default();
+    let mut pos = 0;
+    while let Some(field) = read_field(frame, &mut pos, false) {
+        let value = &frame[field.value_start..field.value_end];
+        let varint = || {
+            (field.wire_type() == WIRE_VARINT)
+                .then(|| read_varint(value, &mut 0))
+                .flatten()
+        };
+        match field.tag {
+            0x08 => f.kind = varint(),
+            0x62 | 0x6a => {
+                let mut p = 0;
+                while let Some(inner) = read_field(value, &mut p, false) {
+                    let v = &value[inner.value_start..inner.value_end];
+                    let n = || {
+                        (inner.wire_type() == WIRE_VARINT)
+                            .then(|| read_varint(v, &mut 0))
+                            .flatten()
+                    };
+                    match (field.tag, inner.tag) {
+                        (0x62, 0x0a) => f.qname = Some(v),
+                        (0x62, 0x10) => f.qtype = n(),
+                        (0x6a, 0x08) => f.rcode = n(),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// A name as the Bloom filter keys it: ASCII-lowercased, without a trailing dot.
+pub fn name_key(name: &[u8]) -> Vec<u8> {
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+/// The name and each parent domain: `www.example.com`, `example.com`, `com`.
+fn name_and_parents(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(key);
+    std::iter::from_fn(move || {
+        let current = rest.filter(|r| !r.is_empty())?;
+        rest = current
+            .iter()
+            .position(|&b| b == b'.')
+            .map(|i| &current[i + 1..]);
+        Some(current)
+    })
+}
+
+/// FNV-1a 64 of the key, then the splitmix64 finaliser for well-spread bits.
+fn hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Bit positions of a key: probe i is (h1 + i × h2) mod bits.
+fn probes(key: &[u8], probes: u8, bits: u64) -> impl Iterator<Item = u64> {
+    let h = hash(key);
+    let (h1, h2) = (h & 0xffff_ffff, (h >> 32) | 1);
+    (0..u64::from(probes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+}
+
+fn counts_into(out: &mut Vec<u8>, counts: &std::collections::BTreeMap<u32, u64>) {
+    put_varint(out, counts.len() as u64);
+    for (&k, &n) in counts {
+        put_varint(out, u64::from(k));
+        put_varint(out, n);
+    }
+}
+
+/// Builds the summary section of a block of `events`.
+pub fn build(events: &[Event]) -> Vec<u8> {
+    use std::collections::{BTreeMap, HashSet};
+    let (mut types, mut qtypes, mut rcodes) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut names: HashSet<Vec<u8>> = HashSet::new();
+    for e in events.iter().filter(|e| e.flags & FLAG_UNDECODABLE == 0) {
+        let f = fields(e.frame);
+        for (map, v) in [
+            (&mut types, f.kind),
+            (&mut qtypes, f.qtype),
+            (&mut rcodes, f.rcode),
+        ] {
+            if let Some(v) = v {
+                *map.entry(v as u32).or_insert(0u64) += 1;
+            }
+        }
+        if let Some(q) = f.qname {
+            let key = name_key(q);
+            if !names.contains(&key) {
+                names.extend(name_and_parents(&key).map(<[u8]>::to_vec));
+            }
+        }
+    }
+    let bits = (names.len() * BITS_PER_NAME)
+        .clamp(64, MAX_BLOOM_BYTES * 8)
+        .next_multiple_of(8);
+    let mut bloom = vec![0u8; bits / 8];
+    for name in &names {
+        for bit in probes(name, PROBES, bits as u64) {
+            bloom[(bit / 8) as usize] |= 1 << (bit % 8);
+        }
+    }
+    let mut out = vec![SUMMARY_VERSION];
+    counts_into(&mut out, &types);
+    counts_into(&mut out, &qtypes);
+    counts_into(&mut out, &rcodes);
+    out.push(PROBES);
+    put_varint(&mut out, bloom.len() as u64);
+    out.extend_from_slice(&bloom);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+impl Summary {
+    /// Parses a summary section; `None` if it is damaged (its own CRC fails) or of an unknown
+    /// version, in which case a reader opens the block instead.
+    pub fn decode(bytes: &[u8]) -> Option<Summary> {
+        let (body, crc) = bytes.split_last_chunk::<4>()?;
+        if crc32fast::hash(body) != u32::from_le_bytes(*crc)
+            || body.first() != Some(&SUMMARY_VERSION)
+        {
+            return None;
+        }
+        let mut pos = 1;
+        let mut counts = || -> Option<Vec<(u32, u64)>> {
+            let n = read_varint(body, &mut pos)?;
+            let mut v = Vec::with_capacity(n.min(1024) as usize);
+            for _ in 0..n {
+                let k = u32::try_from(read_varint(body, &mut pos)?).ok()?;
+                v.push((k, read_varint(body, &mut pos)?));
+            }
+            Some(v)
+        };
+        let (types, qtypes, rcodes) = (counts()?, counts()?, counts()?);
+        let probes = *body.get(pos)?;
+        pos += 1;
+        let len = usize::try_from(read_varint(body, &mut pos)?).ok()?;
+        let bloom = body.get(pos..pos.checked_add(len)?)?.to_vec();
+        (pos + len == body.len() && !bloom.is_empty()).then_some(Summary {
+            types,
+            qtypes,
+            rcodes,
+            probes,
+            bloom,
+        })
+    }
+
+    /// False only if no event of the block has `name` (a key from `name_key`) as its query name
+    /// or as a parent domain of it.
+    pub fn may_hold_name(&self, key: &[u8]) -> bool {
+        let bits = self.bloom.len() as u64 * 8;
+        probes(key, self.probes, bits)
+            .all(|bit| self.bloom[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parents_and_keys() {
+        let key = name_key(b"WWW.Example.COM.");
+        assert_eq!(key, b"www.example.com");
+        let all: Vec<&[u8]> = name_and_parents(&key).collect();
+        assert_eq!(all, [&b"www.example.com"[..], b"example.com", b"com"]);
+        assert_eq!(name_and_parents(b"").count(), 0);
+    }
+
+    #[test]
+    fn counts_and_names_survive_a_round_trip() {
+        // type=1, question{qName="A.example.", qType=28}; type=2, same question, response{rcode=3}
+        let q = [
+            0x08, 0x01, 0x62, 0x0e, 0x0a, 0x0a, b'A', b'.', b'e', b'x', b'a', b'm', b'p', b'l',
+            b'e', b'.', 0x10, 0x1c,
+        ];
+        let mut r = q.to_vec();
+        r[1] = 2;
+        r.extend_from_slice(&[0x6a, 0x02, 0x08, 0x03]);
+        let events = [
+            Event {
+                frame: &q,
+                time_us: 1,
+                flags: 0,
+            },
+            Event {
+                frame: &r,
+                time_us: 2,
+                flags: 0,
+            },
+            Event {
+                frame: &[0x08, 0x05, 0xff],
+                time_us: 3,
+                flags: FLAG_UNDECODABLE,
+            },
+        ];
+        let s = Summary::decode(&build(&events)).unwrap();
+        assert_eq!(s.types, vec![(1, 1), (2, 1)]);
+        assert_eq!(s.qtypes, vec![(28, 2)]);
+        assert_eq!(s.rcodes, vec![(3, 1)]);
+        assert!(s.may_hold_name(b"a.example"));
+        assert!(s.may_hold_name(b"example"));
+        assert!(!s.may_hold_name(b"b.example"));
+        let mut bytes = build(&events);
+        bytes[3] ^= 1;
+        assert_eq!(Summary::decode(&bytes), None, "damage is detected");
+    }
+}
