@@ -371,7 +371,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// 4 bytes as IPv4 text, 16 as IPv6 text; any other length as hex, so nothing is lost.
-fn address_text(bytes: &[u8]) -> String {
+pub fn address_text(bytes: &[u8]) -> String {
     if let Ok(v4) = <[u8; 4]>::try_from(bytes) {
         Ipv4Addr::from(v4).to_string()
     } else if let Ok(v6) = <[u8; 16]>::try_from(bytes) {
@@ -382,7 +382,7 @@ fn address_text(bytes: &[u8]) -> String {
 }
 
 /// 16 bytes as a lowercase hyphenated UUID (PowerDNS message ids are UUIDs), anything else as hex.
-fn uuid_text(bytes: &[u8]) -> String {
+pub fn uuid_text(bytes: &[u8]) -> String {
     if bytes.len() != 16 {
         return hex(bytes);
     }

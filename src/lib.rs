@@ -9,6 +9,7 @@ pub mod applets;
 pub mod config;
 pub mod dns;
 pub mod event_json;
+pub mod filter;
 pub mod format;
 pub mod frame;
 pub mod ingest;

@@ -254,9 +254,9 @@ fn from_and_to_select_by_event_time() {
         .lines()
         .map(|l| time(&serde_json::from_str(l).unwrap()))
         .collect();
-    let want = times.iter().filter(|&&t| from <= t && t <= to).count();
+    let want = times.iter().filter(|&&t| from <= t && t < to).count();
     assert_eq!(got.len(), want);
-    assert!(got.iter().all(|&t| from <= t && t <= to));
+    assert!(got.iter().all(|&t| from <= t && t < to));
 }
 
 #[test]

@@ -23,7 +23,7 @@ struct Args {
     /// Only events at or after this time (unix seconds, RFC 3339, now, -15m, -2h, -7d)
     #[arg(long, value_name = "TIME")]
     from: Option<String>,
-    /// Only events at or before this time
+    /// Only events before this time (exclusive)
     #[arg(long, value_name = "TIME")]
     to: Option<String>,
     /// Print the stored frames byte for byte, each after a 2-byte big-endian length

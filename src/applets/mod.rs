@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 mod cat;
+mod grep;
 mod import;
 mod ingest;
 mod links;
@@ -51,8 +52,8 @@ pub static APPLETS: &[Applet] = &[
     Applet {
         name: "grep",
         alias: Some("dgrep"),
-        command: not_yet::grep,
-        run: not_yet::run,
+        command: grep::command,
+        run: grep::run,
     },
     Applet {
         name: "rotate",
@@ -150,9 +151,6 @@ fn top_command() -> Command {
 mod not_yet {
     use super::*;
 
-    pub fn grep() -> Command {
-        Command::new("grep").about("Search the store (not yet implemented)")
-    }
     pub fn rotate() -> Command {
         Command::new("rotate").about("Remove old data from the store (not yet implemented)")
     }

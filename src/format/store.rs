@@ -426,7 +426,7 @@ impl StoredEvent<'_> {
     }
 }
 
-/// A time range, inclusive, in microseconds.
+/// A time range in microseconds: from (inclusive) to (exclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeRange {
     pub from_us: u64,
@@ -438,11 +438,16 @@ impl TimeRange {
         from_us: 0,
         to_us: u64::MAX,
     };
+    /// Whether a block whose events lie in [min, max] may hold events of the range.
     pub fn overlaps(&self, min: u64, max: u64) -> bool {
-        min <= self.to_us && max >= self.from_us
+        min < self.to_us && max >= self.from_us
+    }
+    /// Whether every event of [min, max] lies in the range.
+    pub fn covers(&self, min: u64, max: u64) -> bool {
+        min >= self.from_us && max < self.to_us
     }
     pub fn contains(&self, t: u64) -> bool {
-        self.from_us <= t && t <= self.to_us
+        self.from_us <= t && t < self.to_us
     }
 }
 
