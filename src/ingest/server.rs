@@ -295,21 +295,18 @@ impl Server {
                             break;
                         }
                     }
-                    match split_frames(
+                    let (e, b, bad) = split_frames(
                         conn,
                         max_frame,
                         &mut self.batch,
                         now,
                         self.config.answer_limit,
-                    ) {
-                        Ok((e, b)) => {
-                            events += e;
-                            bytes += b;
-                        }
-                        Err(len) => {
-                            end = End::BadLength(len);
-                            break;
-                        }
+                    );
+                    events += e;
+                    bytes += b;
+                    if let Some(len) = bad {
+                        end = End::BadLength(len);
+                        break;
                     }
                     if self.batch.frames.len() >= BATCH_BYTES {
                         let batch = std::mem::take(&mut self.batch);
@@ -441,7 +438,8 @@ impl Server {
 fn send(batch: Batch, stats: &Stats, queue: &Sender<Batch>, limit: usize, log: &Log) {
     let bytes = batch.frames.len() as u64;
     let queued = stats.queued_bytes.load(Relaxed);
-    if queued + bytes > limit as u64 {
+    // An empty queue takes any batch, however large: only a writer that is behind drops.
+    if queued > 0 && queued + bytes > limit as u64 {
         let n = batch.len() as u64;
         stats.dropped.fetch_add(n, Relaxed);
         log.limited("dropped", || {
@@ -472,15 +470,15 @@ fn foreign_protocol(head: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Moves the whole frames in `conn`'s buffer to the batch. Returns the events and bytes taken, or
-/// the offending length of a frame that is empty or too long.
+/// Moves the whole frames in `conn`'s buffer to the batch. Returns the events and bytes taken, and
+/// the offending length of a frame that is empty or too long, which ends the connection.
 fn split_frames(
     conn: &mut Conn,
     max_frame: usize,
     batch: &mut Batch,
     now: u64,
     answer_limit: Option<usize>,
-) -> Result<(u64, u64), usize> {
+) -> (u64, u64, Option<usize>) {
     let prefix = conn.width.prefix_len();
     let (mut pos, mut events, mut bytes) = (0, 0u64, 0u64);
     let mut scratch = Vec::new();
@@ -489,7 +487,7 @@ fn split_frames(
             .iter()
             .fold(0usize, |n, &b| (n << 8) | usize::from(b));
         if len == 0 || len > max_frame {
-            return Err(len);
+            return (events, bytes, Some(len));
         }
         if conn.len - pos < prefix + len {
             break;
@@ -507,5 +505,5 @@ fn split_frames(
     }
     conn.buf.copy_within(pos..conn.len, 0);
     conn.len -= pos;
-    Ok((events, bytes))
+    (events, bytes, None)
 }
