@@ -4,6 +4,7 @@
 //! rules a search out is never opened.
 
 use crate::dns::{qtype_from_name, rcode_from_name};
+use crate::format::codec::{Columns, FLAG_UNDECODABLE};
 use crate::format::summary::{name_key, Summary};
 use crate::format::wire::{read_field, read_varint, WIRE_LEN, WIRE_VARINT};
 use crate::format::{StoredEvent, TimeRange};
@@ -142,6 +143,47 @@ impl<'a> View<'a> {
     }
 }
 
+/// The fields `matches_view` reads that a block's columns can give without rebuilding frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Kind,
+    MessageId,
+    ServerIdentity,
+    Protocol,
+    From,
+    To,
+    Qname,
+    Qtype,
+    Rcode,
+    Policy,
+    Ecs,
+    RequestorId,
+    DeviceId,
+    DeviceName,
+}
+
+impl Field {
+    /// The field's path: its tags from the top-level message down.
+    pub fn path(self) -> &'static [u32] {
+        match self {
+            Field::Kind => &[0x08],
+            Field::MessageId => &[0x12],
+            Field::ServerIdentity => &[0x1a],
+            Field::Protocol => &[0x28],
+            Field::From => &[0x32],
+            Field::To => &[0x3a],
+            Field::Qname => &[0x62, 0x0a],
+            Field::Qtype => &[0x62, 0x10],
+            Field::Rcode => &[0x6a, 0x08],
+            Field::Policy => &[0x6a, 0x1a],
+            Field::Ecs => &[0x72],
+            Field::RequestorId => &[0x7a],
+            Field::DeviceId => &[0x8a, 0x01],
+            Field::DeviceName => &[0x9a, 0x01],
+        }
+    }
+}
+
 /// An address from its raw 4 or 16 bytes.
 pub fn ip_of(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
@@ -257,6 +299,78 @@ impl Filter {
             && equal_to(&self.device_ids, v.device_id)
             && equal_to(&self.device_names, v.device_name)
             && any_of(&self.protocols, |p| v.protocol == Some(*p))
+    }
+
+    /// The fields this filter reads, when columns can answer it (no answer or tag conditions).
+    pub fn columns(&self) -> Option<Vec<Field>> {
+        if !self.answers.is_empty() || !self.tags.is_empty() {
+            return None;
+        }
+        let mut fields = Vec::new();
+        let mut want = |used: bool, f: Field| {
+            if used {
+                fields.push(f);
+            }
+        };
+        want(!self.types.is_empty(), Field::Kind);
+        want(!self.ids.is_empty(), Field::MessageId);
+        want(!self.server_identities.is_empty(), Field::ServerIdentity);
+        want(!self.protocols.is_empty(), Field::Protocol);
+        want(
+            !self.requestors.is_empty() || !self.addresses.is_empty(),
+            Field::From,
+        );
+        want(
+            !self.responders.is_empty() || !self.addresses.is_empty(),
+            Field::To,
+        );
+        want(
+            !self.qnames.is_empty() || !self.domains.is_empty() || self.qname_regex.is_some(),
+            Field::Qname,
+        );
+        want(!self.qtypes.is_empty(), Field::Qtype);
+        want(
+            !self.rcodes.is_empty() || !self.rcodes_not.is_empty(),
+            Field::Rcode,
+        );
+        want(!self.policies.is_empty(), Field::Policy);
+        want(!self.ecs.is_empty(), Field::Ecs);
+        want(!self.requestor_ids.is_empty(), Field::RequestorId);
+        want(!self.device_ids.is_empty(), Field::DeviceId);
+        want(!self.device_names.is_empty(), Field::DeviceName);
+        Some(fields)
+    }
+
+    /// Whether event `i` of a block read by columns (the `fields` of `columns()`) matches.
+    pub fn matches_columns(&self, cols: &Columns, fields: &[Field], i: usize) -> bool {
+        if !self.range().contains(cols.times[i]) || cols.flags[i] & FLAG_UNDECODABLE != 0 {
+            return false;
+        }
+        if let Some(frame) = cols.opaque_frame(i) {
+            return self.matches_view(&View::parse(frame));
+        }
+        let mut v = View::default();
+        for (w, f) in fields.iter().enumerate() {
+            let n = || cols.number(w, i).map(|x| x as u32);
+            let b = cols.bytes(w, i);
+            match f {
+                Field::Kind => v.kind = n(),
+                Field::MessageId => v.message_id = b,
+                Field::ServerIdentity => v.server_identity = b,
+                Field::Protocol => v.protocol = n(),
+                Field::From => v.from = b,
+                Field::To => v.to = b,
+                Field::Qname => v.qname = b,
+                Field::Qtype => v.qtype = n(),
+                Field::Rcode => v.rcode = n(),
+                Field::Policy => v.policy = b,
+                Field::Ecs => v.ecs = b,
+                Field::RequestorId => v.requestor_id = b,
+                Field::DeviceId => v.device_id = b,
+                Field::DeviceName => v.device_name = b,
+            }
+        }
+        self.matches_view(&v)
     }
 
     /// False when a block's summary shows that none of its events can match.

@@ -7,6 +7,7 @@ use crate::config::StoreArgs;
 use crate::dns::{qtype_name, rcode_name};
 use crate::event_json::{address_text, frame_to_json, EventMeta};
 use crate::filter::{self, Filter, View};
+use crate::format::codec::Columns;
 use crate::format::segment::BlockRef;
 use crate::format::store::now_us;
 use crate::format::{segment_paths, Decoded, Segment, StoredEvent, TimeRange};
@@ -305,6 +306,7 @@ enum Outcome {
 #[derive(Default)]
 struct Work {
     decoded: Decoded,
+    columns: Columns,
     buf: Vec<u8>,
 }
 
@@ -338,22 +340,56 @@ impl Plan {
             Ok(p) => p,
             Err(e) => return Outcome::Damaged(e),
         };
+        let damaged = |e: crate::format::block::PayloadError| {
+            Outcome::Damaged(segment.block_error(block.offset, e.to_string()))
+        };
+        // Decide from the fields' columns alone when the filter allows; rebuild the frames only
+        // when there are matches to print.
+        let mut from_columns = None;
+        if let Some(fields) = f.columns().filter(|_| f.has_field_conditions()) {
+            let paths: Vec<&[u32]> = fields.iter().map(|x| x.path()).collect();
+            match crate::format::block::decode_payload_columns(
+                &block.header,
+                payload,
+                &paths,
+                &mut work.columns,
+            ) {
+                Err(e) => return damaged(e),
+                Ok(true) => {
+                    let c = &work.columns;
+                    let matched: Vec<u32> = (0..c.len())
+                        .filter(|&i| f.matches_columns(c, &fields, i))
+                        .map(|i| i as u32)
+                        .collect();
+                    if !self.needs_events() {
+                        return Outcome::Counted(matched.len() as u64);
+                    }
+                    if matched.is_empty() {
+                        return Outcome::Matched(matched);
+                    }
+                    from_columns = Some(matched);
+                }
+                Ok(false) => {}
+            }
+        }
         if let Err(e) =
             crate::format::block::decode_payload(&block.header, payload, &mut work.decoded)
         {
-            return Outcome::Damaged(segment.block_error(block.offset, e.to_string()));
+            return damaged(e);
         }
         let d = &work.decoded;
-        let mut matched: Vec<u32> = (0..d.len())
-            .filter(|&i| {
-                f.matches(&StoredEvent {
-                    frame: d.frame(i),
-                    time_us: d.times[i],
-                    flags: d.flags[i],
+        let mut matched: Vec<u32> = from_columns.unwrap_or_else(|| {
+            (0..d.len())
+                .filter(|&i| {
+                    f.matches(&StoredEvent {
+                        frame: d.frame(i),
+                        time_us: d.times[i],
+                        flags: d.flags[i],
+                    })
                 })
-            })
-            .map(|i| i as u32)
-            .collect();
+                .map(|i| i as u32)
+                .collect()
+        });
         if self.reverse {
             matched.sort_by_key(|&i| std::cmp::Reverse(d.times[i as usize]));
         } else if !d.times.is_sorted() {

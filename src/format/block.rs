@@ -169,6 +169,25 @@ impl fmt::Display for PayloadError {
     }
 }
 
+/// Verifies the payload's checksum, then reads the fields at `paths` of every event (see
+/// `codec::decode_columns`).
+pub fn decode_payload_columns(
+    header: &BlockHeader,
+    payload: &[u8],
+    paths: &[&[u32]],
+    out: &mut codec::Columns,
+) -> Result<bool, PayloadError> {
+    let found = crc32fast::hash(payload);
+    if found != header.payload_crc {
+        return Err(PayloadError::Checksum {
+            expected: header.payload_crc,
+            found,
+        });
+    }
+    codec::decode_columns(payload, header.event_count as usize, paths, out)
+        .map_err(PayloadError::Codec)
+}
+
 /// Verifies the payload's checksum, then decodes it.
 pub fn decode_payload(
     header: &BlockHeader,

@@ -708,6 +708,8 @@ struct Programs {
     ranges: Vec<(u32, u32)>,
     slot_pos: Vec<u16>,
     n_slots: usize,
+    /// Per shape, its leaves in order: (column, occurrence, inherited).
+    leaves: Vec<Vec<(u32, u16, bool)>>,
 }
 
 /// A cursor over a section's bytes.
@@ -776,7 +778,7 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     }
 
     let mut columns = std::mem::take(&mut out.columns);
-    let n_columns = read_columns(&sections, &mut columns)?;
+    let n_columns = read_columns(&sections, &mut columns, &|_| true)?;
     columns.truncate(n_columns);
 
     need(SECTION_SHAPES, "shapes")?.read_into(&mut buf)?;
@@ -941,6 +943,224 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     Ok(())
 }
 
+/// One field's value in one event, as `decode_columns` gives it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Value {
+    #[default]
+    Absent,
+    Number(u64),
+    /// A range of the field's column (`Columns::bytes`).
+    Bytes(u32, u32),
+}
+
+/// A few fields of every event of a block, read from their columns without rebuilding the frames:
+/// what a search needs to decide which events match.
+#[derive(Default, Debug)]
+pub struct Columns {
+    pub times: Vec<u64>,
+    pub flags: Vec<u8>,
+    /// Per wanted path, per event: the value of the field's last occurrence.
+    values: Vec<Vec<Value>>,
+    /// Per wanted path, the column's bytes.
+    data: Vec<Vec<u8>>,
+    /// Per event: the frame of an opaque event (a range of `opaque`), which callers read whole.
+    pub opaque_frames: Vec<Option<(u32, u32)>>,
+    pub opaque: Vec<u8>,
+    buf: Vec<u8>,
+    columns: Vec<Column>,
+}
+
+impl Columns {
+    pub fn len(&self) -> usize {
+        self.times.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.times.is_empty()
+    }
+    pub fn value(&self, path: usize, event: usize) -> Value {
+        self.values[path][event]
+    }
+    pub fn bytes(&self, path: usize, event: usize) -> Option<&[u8]> {
+        match self.values[path][event] {
+            Value::Bytes(s, e) => self.data[path].get(s as usize..e as usize),
+            _ => None,
+        }
+    }
+    pub fn number(&self, path: usize, event: usize) -> Option<u64> {
+        match self.values[path][event] {
+            Value::Number(n) => Some(n),
+            _ => None,
+        }
+    }
+    pub fn opaque_frame(&self, event: usize) -> Option<&[u8]> {
+        let (s, e) = self.opaque_frames[event]?;
+        self.opaque.get(s as usize..e as usize)
+    }
+}
+
+/// Reads the fields at `paths` (each the tags from the top-level message down, e.g. `[0x62, 0x0a]`
+/// for question.qName) of every event, decompressing only their columns. `Ok(false)` when some
+/// event inherits a field that occurs more than once in its reference: the caller then decodes
+/// the block whole.
+pub fn decode_columns(
+    payload: &[u8],
+    count: usize,
+    paths: &[&[u32]],
+    out: &mut Columns,
+) -> Result<bool, CodecError> {
+    let sections = sections(payload)?;
+    let find = |kind: u8| sections.iter().find(|s| s.kind == kind);
+    let need =
+        |kind: u8, what: &str| find(kind).ok_or_else(|| CodecError(format!("no {what} section")));
+    out.times.clear();
+    out.flags.clear();
+    out.opaque_frames.clear();
+    let mut buf = std::mem::take(&mut out.buf);
+    need(SECTION_TIMES, "times")?.read_into(&mut buf)?;
+    let mut r = Reader {
+        data: &buf,
+        pos: 0,
+        what: "times",
+    };
+    let mut time = 0u64;
+    for _ in 0..count {
+        time = time.wrapping_add(unzigzag(r.varint()?) as u64);
+        out.times.push(time);
+    }
+    need(SECTION_FLAGS, "flags")?.read_into(&mut out.flags)?;
+    if out.flags.len() != count {
+        return bad("flags section does not match the event count");
+    }
+    let mut columns = std::mem::take(&mut out.columns);
+    let n_columns = read_columns(&sections, &mut columns, &|key| paths.contains(&key))?;
+    columns.truncate(n_columns);
+    need(SECTION_SHAPES, "shapes")?.read_into(&mut buf)?;
+    let programs = compile_shapes(&buf, count, &columns)?;
+    out.buf = buf;
+    // Which wanted path each column is (if any).
+    let wanted: Vec<Option<usize>> = columns
+        .iter()
+        .map(|c| paths.iter().position(|p| *p == c.key.as_slice()))
+        .collect();
+    out.values.resize_with(paths.len(), Vec::new);
+    out.data.resize_with(paths.len(), Vec::new);
+    for v in &mut out.values {
+        v.clear();
+        v.resize(count, Value::Absent);
+    }
+    // The occurrence each event's value is, to resolve inheritance.
+    let mut occs: Vec<Vec<u16>> = vec![vec![u16::MAX; count]; paths.len()];
+    let mut shape_ids = Vec::new();
+    need(SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
+    let mut refs = Vec::new();
+    need(SECTION_REFS, "refs")?.read_into(&mut refs)?;
+    out.opaque.clear();
+    if let Some(s) = find(SECTION_OPAQUE) {
+        s.read_into(&mut out.opaque)?;
+    }
+    let mut shape_ids = Reader {
+        data: &shape_ids,
+        pos: 0,
+        what: "shape ids",
+    };
+    let mut refs = Reader {
+        data: &refs,
+        pos: 0,
+        what: "refs",
+    };
+    let mut opaque_pos = 0usize;
+    let mut exact = true;
+    for index in 0..count {
+        let shape = shape_ids.varint()? as usize;
+        let reference = refs.varint()? as usize;
+        if shape == OPAQUE_SHAPE as usize {
+            let len = read_varint(&out.opaque, &mut opaque_pos)
+                .ok_or_else(|| CodecError("opaque section ends early".into()))?
+                as usize;
+            let end = opaque_pos.saturating_add(len);
+            if end > out.opaque.len() {
+                return bad("opaque frame runs past its section");
+            }
+            out.opaque_frames
+                .push(Some((opaque_pos as u32, end as u32)));
+            opaque_pos = end;
+            continue;
+        }
+        out.opaque_frames.push(None);
+        let leaves = programs.leaves.get(shape).ok_or_else(|| {
+            CodecError(format!(
+                "event {index} has shape {shape}, beyond the block's shapes"
+            ))
+        })?;
+        for &(column, occ, inherit) in leaves {
+            let c = &mut columns[column as usize];
+            // A column not wanted is never read: each column is its own stream.
+            let Some(w) = wanted[column as usize] else {
+                continue;
+            };
+            let value = if inherit {
+                let r = index
+                    .checked_sub(reference)
+                    .filter(|_| reference > 0)
+                    .ok_or_else(|| {
+                        CodecError(format!("event {index} inherits without a reference"))
+                    })?;
+                if occs[w][r] != occ {
+                    exact = false;
+                }
+                out.values[w][r]
+            } else {
+                match (c.key.last().copied().unwrap_or(0) & 7) as u8 {
+                    WIRE_VARINT => {
+                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
+                        let v = match c.time {
+                            1 => (out.times[index] / 1_000_000).wrapping_add(delta),
+                            2 => (out.times[index] % 1_000_000).wrapping_add(delta),
+                            _ => {
+                                c.prev = c.prev.wrapping_add(delta);
+                                c.prev
+                            }
+                        };
+                        Value::Number(v)
+                    }
+                    WIRE_LEN => {
+                        let len = varint_at(&c.data, &mut c.pos)? as usize;
+                        let end = c.pos.saturating_add(len);
+                        if end > c.data.len() {
+                            return bad("column value runs past its section");
+                        }
+                        let v = Value::Bytes(c.pos as u32, end as u32);
+                        c.pos = end;
+                        v
+                    }
+                    wire => {
+                        let len = if wire == WIRE_FIXED64 { 8 } else { 4 };
+                        let end = c.pos + len;
+                        if end > c.data.len() {
+                            return bad("column value runs past its section");
+                        }
+                        let v = Value::Bytes(c.pos as u32, end as u32);
+                        c.pos = end;
+                        v
+                    }
+                }
+            };
+            out.values[w][index] = value;
+            occs[w][index] = occ;
+        }
+    }
+    for data in &mut out.data {
+        data.clear();
+    }
+    for (c, w) in columns.iter_mut().zip(&wanted) {
+        if let Some(w) = w {
+            std::mem::swap(&mut out.data[*w], &mut c.data);
+        }
+    }
+    out.columns = columns;
+    Ok(exact)
+}
+
 /// Ends a nested message that started (after its one-byte length placeholder) at `start`: writes its
 /// length, moving the content when the length takes more than one byte.
 fn close_nested(frames: &mut Vec<u8>, inner_leaves: &mut [(u32, u32)], start: usize) {
@@ -964,7 +1184,11 @@ fn close_nested(frames: &mut Vec<u8>, inner_leaves: &mut [(u32, u32)], start: us
 }
 
 /// Reads the column sections into `columns`, returning how many there are.
-fn read_columns(sections: &[Section], columns: &mut Vec<Column>) -> Result<usize, CodecError> {
+fn read_columns(
+    sections: &[Section],
+    columns: &mut Vec<Column>,
+    wanted: &dyn Fn(&[u32]) -> bool,
+) -> Result<usize, CodecError> {
     let mut n = 0;
     for s in sections.iter().filter(|s| s.kind == SECTION_COLUMN) {
         if columns.len() <= n {
@@ -985,7 +1209,11 @@ fn read_columns(sections: &[Section], columns: &mut Vec<Column>) -> Result<usize
             [TAG_TIME_USEC] => 2,
             _ => 0,
         };
-        s.read_into(&mut c.data)?;
+        if wanted(&c.key) {
+            s.read_into(&mut c.data)?;
+        } else {
+            c.data.clear();
+        }
         c.pos = 0;
         c.prev = 0;
     }
@@ -1009,6 +1237,7 @@ fn compile_shapes(
     }
     let mut p = Programs::default();
     p.ranges.push((0, 0));
+    p.leaves.push(Vec::new());
     let mut slots: HashMap<(u32, u16), u32> = HashMap::new();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
     let mut occ: Vec<(u32, u16)> = Vec::new();
@@ -1021,6 +1250,7 @@ fn compile_shapes(
             .ok_or_else(|| CodecError("shape runs past its section".into()))?;
         r.pos += len;
         let start = p.ops.len() as u32;
+        let mut shape_leaves = Vec::new();
         path.clear();
         occ.clear();
         let mut pos = 0;
@@ -1073,6 +1303,7 @@ fn compile_shapes(
             };
             let next = slots.len() as u32;
             let slot = *slots.entry((column, n)).or_insert(next);
+            shape_leaves.push((column, n, kind == KIND_INHERIT));
             let c = &columns[column as usize];
             let record = false;
             p.ops.push(match (kind, (tag & 7) as u8) {
@@ -1111,6 +1342,7 @@ fn compile_shapes(
         if !path.is_empty() {
             return bad("shape leaves a message open");
         }
+        p.leaves.push(shape_leaves);
         p.ranges.push((start, p.ops.len() as u32));
     }
     // Only the values that some event inherits are remembered while rebuilding.
@@ -1212,6 +1444,69 @@ mod tests {
                 raw as f64 / frames.len() as f64,
                 payload.len() as f64 / frames.len() as f64
             );
+        }
+    }
+
+    #[test]
+    fn columns_give_each_events_last_value_of_a_field() {
+        use crate::format::wire::{read_field, read_varint};
+        // The last value of a top-level or nested field, read straight from the frame.
+        #[derive(Debug, PartialEq)]
+        enum Want {
+            Absent,
+            Number(u64),
+            Bytes(Vec<u8>),
+        }
+        fn last(frame: &[u8], path: &[u32]) -> Want {
+            let mut found = Want::Absent;
+            let mut pos = 0;
+            while let Some(f) = read_field(frame, &mut pos, false) {
+                if f.tag != path[0] {
+                    continue;
+                }
+                let v = &frame[f.value_start..f.value_end];
+                if path.len() > 1 {
+                    let inner = last(v, &path[1..]);
+                    if inner != Want::Absent {
+                        found = inner;
+                    }
+                } else if f.tag & 7 == 0 {
+                    found = Want::Number(read_varint(v, &mut 0).unwrap());
+                } else {
+                    found = Want::Bytes(v.to_vec());
+                }
+            }
+            found
+        }
+        let paths: [&[u32]; 5] = [&[0x08], &[0x12], &[0x32], &[0x62, 0x0a], &[0x6a, 0x08]];
+        for name in [
+            "dnsdist-live-same-traffic.pb",
+            "recursor-live-with-outgoing.pb",
+            "dnsdist-5300.pb",
+        ] {
+            let frames = sample(name);
+            let evs = events(&frames);
+            let mut payload = Vec::new();
+            Encoder::new().encode(&evs, &[], &mut payload);
+            let mut cols = Columns::default();
+            assert!(
+                decode_columns(&payload, evs.len(), &paths, &mut cols).unwrap(),
+                "{name}"
+            );
+            for (i, f) in frames.iter().enumerate() {
+                if let Some(opaque) = cols.opaque_frame(i) {
+                    assert_eq!(opaque, f.as_slice());
+                    continue;
+                }
+                for (w, path) in paths.iter().enumerate() {
+                    let got = match (cols.number(w, i), cols.bytes(w, i)) {
+                        (Some(n), _) => Want::Number(n),
+                        (None, Some(b)) => Want::Bytes(b.to_vec()),
+                        (None, None) => Want::Absent,
+                    };
+                    assert_eq!(got, last(f, path), "{name} event {i} path {path:x?}");
+                }
+            }
         }
     }
 
