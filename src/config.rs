@@ -9,7 +9,7 @@ pub const DEFAULT_STORAGE_DIR: &str = "/var/lib/dstore";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/dstore/dstore.conf";
 
 /// Keys of dstore.conf that this version understands; others are warned about and ignored.
-const KNOWN_KEYS: &[&str] = &["storage-dir", "hash-split"];
+const KNOWN_KEYS: &[&str] = &["storage-dir", "hash-split", "retention", "max-size"];
 
 /// `--storage-dir`, shared by every applet that touches the store.
 #[derive(clap::Args, Debug, Clone)]

@@ -85,6 +85,8 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     for path in &paths {
         let segment = match Segment::open(path) {
             Ok(s) => s,
+            // Removed by a rotate since the store was listed: not an error.
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 eprintln!("dstore cat: {e}");
                 damaged += 1;

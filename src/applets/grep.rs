@@ -505,6 +505,8 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     'segments: for path in &paths {
         let segment = match Segment::open(path) {
             Ok(s) => s,
+            // Removed by a rotate since the store was listed: not an error.
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 damaged += 1;
                 eprintln!("dstore grep: {e}");

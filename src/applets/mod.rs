@@ -14,6 +14,7 @@ mod import;
 mod ingest;
 mod links;
 mod pb2json;
+mod rotate;
 
 /// One applet: its subcommand name, the dstore 1.x program name that runs it, its command-line
 /// interface and its body.
@@ -58,8 +59,14 @@ pub static APPLETS: &[Applet] = &[
     Applet {
         name: "rotate",
         alias: None,
-        command: not_yet::rotate,
-        run: not_yet::run,
+        command: rotate::rotate_command,
+        run: rotate::rotate,
+    },
+    Applet {
+        name: "stats",
+        alias: None,
+        command: rotate::stats_command,
+        run: rotate::stats,
     },
     Applet {
         name: "gateway",
@@ -151,9 +158,6 @@ fn top_command() -> Command {
 mod not_yet {
     use super::*;
 
-    pub fn rotate() -> Command {
-        Command::new("rotate").about("Remove old data from the store (not yet implemented)")
-    }
     pub fn gateway() -> Command {
         Command::new("gateway").about("HTTP API and web UI over the store (not yet implemented)")
     }

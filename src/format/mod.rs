@@ -66,6 +66,13 @@ impl fmt::Display for Error {
     }
 }
 
+impl Error {
+    /// The file is gone: removed by a rotate between listing the store and opening it.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

@@ -1,0 +1,357 @@
+//! `dstore rotate`: removes old data, whole segment files at a time, by age or to fit a size; safe
+//! beside a running ingest (it never removes a segment still being written, which is unsealed) and
+//! running searches (an open file stays readable until closed). `dstore stats`: what the store holds.
+
+use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
+use crate::format::segment::sync_dir;
+use crate::format::store::{now_us, utc_text};
+use crate::format::{segment_paths, Segment};
+use crate::timespec::parse_duration;
+use anyhow::{bail, Context, Result};
+use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Remove old data: `dstore rotate 1 hour` says what it would remove, `dstore rotate 1 hour really`
+/// removes it (the 1.x forms); `--older-than 7d` and `--max-size 500G` remove (with `--dry-run`, only
+/// say). Whole segment files go, oldest first; the one being written never does.
+#[derive(Parser, Debug)]
+#[command(
+    after_help = "Examples:\n  dstore rotate 1 hour            # dry run\n  dstore rotate 30 days really\n  dstore rotate --older-than 7d --max-size 500G\n  dstore rotate --configured      # retention and max-size from dstore.conf (for a timer)"
+)]
+struct RotateArgs {
+    /// AGE UNIT [really]: keep this much (1 hour, 30 minutes, 7 days, 2 weeks); without `really`, a dry run
+    #[arg(value_name = "AGE UNIT [really]")]
+    words: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Remove segments whose events are all older than this (30m, 12h, 7d, 2w)
+    #[arg(long, value_name = "DURATION")]
+    older_than: Option<String>,
+    /// Remove the oldest segments until the store fits in this size (500M, 20G, 2T)
+    #[arg(long, value_name = "SIZE")]
+    max_size: Option<String>,
+    /// Take retention and max-size from dstore.conf
+    #[arg(long, conflicts_with_all = ["older_than", "max_size", "words"])]
+    configured: bool,
+    /// Only say what would be removed
+    #[arg(long)]
+    dry_run: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn rotate_command() -> Command {
+    RotateArgs::command()
+}
+
+/// Parses `500G`, `20 GB`, `1.5T`, `1048576` as bytes (powers of 1024).
+fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("`{text}` is not a size such as 500G"))?;
+    let shift = match unit.trim().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        "P" => 50,
+        _ => bail!("`{text}` has an unknown unit: use K, M, G, T or P"),
+    };
+    Ok((n * (1u64 << shift) as f64) as u64)
+}
+
+/// The 1.x words: NUMBER UNIT [really].
+fn parse_words(words: &[String]) -> Result<Option<(u64, bool)>> {
+    match words {
+        [] => Ok(None),
+        [n, unit, rest @ ..] => {
+            let really = match rest {
+                [] => false,
+                [w] if w == "really" => true,
+                _ => bail!("expected `AGE UNIT [really]`, such as `dstore rotate 1 hour really`"),
+            };
+            let n: u64 = n
+                .parse()
+                .with_context(|| format!("`{n}` is not a number: use `dstore rotate 1 hour`"))?;
+            let unit = unit.trim_end_matches('s');
+            let secs = match unit {
+                "second" | "sec" => 1,
+                "minute" | "min" => 60,
+                "hour" => 3600,
+                "day" => 86_400,
+                "week" => 7 * 86_400,
+                "month" => 30 * 86_400,
+                _ => bail!(
+                    "`{unit}` is not a unit: use seconds, minutes, hours, days, weeks or months"
+                ),
+            };
+            let age = n
+                .checked_mul(secs * 1_000_000)
+                .context("that age is too long")?;
+            Ok(Some((age, really)))
+        }
+        [w] => bail!("`{w}`: expected `AGE UNIT [really]`, such as `dstore rotate 1 hour`"),
+    }
+}
+
+/// A segment as rotate and stats see it.
+struct Info {
+    path: PathBuf,
+    bytes: u64,
+    events: u64,
+    frame_bytes: u64,
+    blocks: usize,
+    range: Option<(u64, u64)>,
+    sealed: bool,
+    damage: usize,
+}
+
+fn inventory(dir: &Path) -> Result<Vec<Info>> {
+    let mut out = Vec::new();
+    for path in
+        segment_paths(dir).with_context(|| format!("cannot list the store in {}", dir.display()))?
+    {
+        match Segment::open(&path) {
+            Ok(s) => out.push(Info {
+                bytes: s.len,
+                events: s.events(),
+                frame_bytes: s.blocks.iter().map(|b| b.header.frame_bytes).sum(),
+                blocks: s.blocks.len(),
+                range: s.time_range(),
+                sealed: s.sealed,
+                damage: s.damage.len(),
+                path,
+            }),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => eprintln!("dstore: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
+    let args = RotateArgs::from_arg_matches(m)?;
+    let (mut age, mut really) = match parse_words(&args.words)? {
+        Some((age, really)) => (Some(age), really && !args.dry_run),
+        None => (None, !args.dry_run),
+    };
+    let mut max_size = args
+        .max_size
+        .as_deref()
+        .map(parse_size)
+        .transpose()
+        .context("--max-size")?;
+    if let Some(d) = &args.older_than {
+        age = Some(
+            parse_duration(d)
+                .map_err(anyhow::Error::msg)
+                .context("--older-than")?,
+        );
+    }
+    if args.configured {
+        let path = std::env::var_os("DSTORE_CONFIG")
+            .map_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE), PathBuf::from);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let conf = parse_conf(&text, &path);
+        age = conf
+            .get("retention")
+            .map(|r| parse_duration(r).map_err(anyhow::Error::msg))
+            .transpose()
+            .context("retention")?;
+        max_size = conf
+            .get("max-size")
+            .map(|s| parse_size(s))
+            .transpose()
+            .context("max-size")?;
+        really = !args.dry_run;
+    }
+    if age.is_none() && max_size.is_none() {
+        bail!("say what to remove: `dstore rotate 1 hour [really]`, --older-than, --max-size or --configured");
+    }
+    let dir = args.store.resolve()?;
+    println!("dstore: storage in '{}'", dir.display());
+    let segments = inventory(&dir)?;
+    // Oldest first; a segment still being written (unsealed) is never removed.
+    let cutoff = age.map(|a| now_us().saturating_sub(a));
+    let mut total: u64 = segments.iter().map(|s| s.bytes).sum();
+    let mut chosen = Vec::new();
+    for s in segments.iter().filter(|s| s.sealed) {
+        let old = cutoff.is_some_and(|c| s.range.is_none_or(|(_, max)| max < c));
+        let too_big = max_size.is_some_and(|m| total > m);
+        if old || too_big {
+            total -= s.bytes;
+            chosen.push(s);
+        }
+    }
+    let (events, bytes): (u64, u64) = chosen
+        .iter()
+        .fold((0, 0), |(e, b), s| (e + s.events, b + s.bytes));
+    let first = chosen.iter().filter_map(|s| s.range).map(|r| r.0).min();
+    let last = chosen.iter().filter_map(|s| s.range).map(|r| r.1).max();
+    let detail = match (first, last) {
+        (Some(a), Some(b)) => format!(
+            "{events} events, {bytes} bytes, from {} to {}",
+            utc_text(a, false),
+            utc_text(b, false)
+        ),
+        _ => format!("{events} events, {bytes} bytes"),
+    };
+    if !really {
+        println!(
+            "Would remove {} files for actual rotate ({detail})",
+            chosen.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let progress = !args.quiet && std::io::stderr().is_terminal() && chosen.len() > 1;
+    let mut removed = 0;
+    for (i, s) in chosen.iter().enumerate() {
+        match std::fs::remove_file(&s.path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", s.path.display())),
+        }
+        if progress {
+            eprint!(
+                "\r[{:<40}] {}/{}",
+                "#".repeat(40 * (i + 1) / chosen.len()),
+                i + 1,
+                chosen.len()
+            );
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    sync_dir(&dir).context("cannot make the removals durable")?;
+    println!("Removed {removed} files for rotate ({detail})");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Show what the store holds: time span, segments, events, bytes, compression, events per day
+#[derive(Parser, Debug)]
+struct StatsArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// One JSON document instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn stats_command() -> Command {
+    StatsArgs::command()
+}
+
+pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
+    let args = StatsArgs::from_arg_matches(m)?;
+    let dir = args.store.resolve()?;
+    let segments = inventory(&dir)?;
+    let events: u64 = segments.iter().map(|s| s.events).sum();
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let frame_bytes: u64 = segments.iter().map(|s| s.frame_bytes).sum();
+    let blocks: usize = segments.iter().map(|s| s.blocks).sum();
+    let damaged: usize = segments.iter().map(|s| s.damage).sum();
+    let unsealed = segments.iter().filter(|s| !s.sealed).count();
+    let first = segments.iter().filter_map(|s| s.range).map(|r| r.0).min();
+    let last = segments.iter().filter_map(|s| s.range).map(|r| r.1).max();
+    // Events per day, by the day each segment's events start (a segment spans an hour by default).
+    let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &segments {
+        if let Some((start, _)) = s.range {
+            *per_day
+                .entry(utc_text(start, false)[..10].to_string())
+                .or_insert(0) += s.events;
+        }
+    }
+    let per_event = if events > 0 {
+        bytes as f64 / events as f64
+    } else {
+        0.0
+    };
+    let ratio = if bytes > 0 {
+        (frame_bytes + 2 * events) as f64 / bytes as f64
+    } else {
+        0.0
+    };
+    if args.json {
+        let doc = json!({
+            "storageDir": dir.display().to_string(),
+            "segments": segments.len(),
+            "unsealedSegments": unsealed,
+            "blocks": blocks,
+            "events": events,
+            "bytesOnDisk": bytes,
+            "bytesPerEvent": (per_event * 10.0).round() / 10.0,
+            "compressionRatio": (ratio * 100.0).round() / 100.0,
+            "firstEvent": first.map(|t| utc_text(t, false)),
+            "lastEvent": last.map(|t| utc_text(t, false)),
+            "damagedBlocks": damaged,
+            "eventsPerDay": per_day,
+        });
+        println!("{doc}");
+    } else {
+        let show = |t: Option<u64>| t.map_or_else(|| "-".to_string(), |t| utc_text(t, false));
+        println!("storage dir      {}", dir.display());
+        println!("time span        {} to {}", show(first), show(last));
+        println!(
+            "segments         {} ({unsealed} being written or not yet recovered)",
+            segments.len()
+        );
+        println!("blocks           {blocks}");
+        println!("events           {events}");
+        println!("bytes on disk    {bytes} ({:.1} MB)", bytes as f64 / 1e6);
+        println!("bytes per event  {per_event:.1}");
+        println!(
+            "compression      {ratio:.2}x (of the frames as received, length prefixes included)"
+        );
+        println!("damaged blocks   {damaged}");
+        if !per_day.is_empty() {
+            println!("events per day");
+            for (day, n) in &per_day {
+                println!("  {day}  {n}");
+            }
+        }
+    }
+    Ok(if damaged > 0 {
+        ExitCode::from(super::EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_words() {
+        assert_eq!(parse_size("500G").unwrap(), 500 << 30);
+        assert_eq!(parse_size("1.5 TiB").unwrap(), 3 << 39);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("lots").is_err());
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            parse_words(&w("1 hour")).unwrap(),
+            Some((3_600_000_000, false))
+        );
+        assert_eq!(
+            parse_words(&w("2 weeks really")).unwrap(),
+            Some((14 * 86_400_000_000, true))
+        );
+        assert!(parse_words(&w("banana")).is_err());
+        assert!(parse_words(&w("1 fortnight")).is_err());
+        assert!(parse_words(&w("1 hour please")).is_err());
+    }
+}
