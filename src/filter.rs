@@ -178,8 +178,8 @@ impl Field {
             Field::Policy => &[0x6a, 0x1a],
             Field::Ecs => &[0x72],
             Field::RequestorId => &[0x7a],
-            Field::DeviceId => &[0x8a, 0x01],
-            Field::DeviceName => &[0x9a, 0x01],
+            Field::DeviceId => &[138],
+            Field::DeviceName => &[154],
         }
     }
 }
@@ -378,7 +378,7 @@ impl Filter {
         let has = |counts: &[(u32, u64)], wanted: &[u32]| {
             wanted.is_empty() || counts.iter().any(|(v, n)| *n > 0 && wanted.contains(v))
         };
-        any_of(&self.qnames, |k| s.may_hold_name(k))
+        any_of(&self.qnames, |k| k.is_empty() || s.may_hold_name(k))
             && any_of(&self.domains, |d| d.is_empty() || s.may_hold_name(d))
             && has(&s.qtypes, &self.qtypes)
             && has(&s.rcodes, &self.rcodes)
@@ -427,7 +427,9 @@ impl Filter {
 
 fn answer_matches(a: &Answer, rr: &Record) -> bool {
     match a {
-        Answer::Address(c) => rr.2.and_then(ip_of).is_some_and(|ip| c.contains(ip)),
+        Answer::Address(c) => {
+            matches!(rr.1, Some(1 | 28)) && rr.2.and_then(ip_of).is_some_and(|ip| c.contains(ip))
+        }
         Answer::Name(n) => {
             let is_address = matches!(rr.1, Some(1 | 28));
             (!is_address && rr.2.is_some_and(|d| strip_dot(d).eq_ignore_ascii_case(n)))
@@ -507,6 +509,8 @@ pub fn parse_name(s: &str) -> Result<Vec<u8>, String> {
 pub fn parse_answer(s: &str) -> Result<Answer, String> {
     match s.parse::<Cidr>() {
         Ok(c) => Ok(Answer::Address(c)),
+        // A slash makes it a range, however malformed: never a name.
+        Err(e) if s.contains('/') => Err(e),
         Err(_) => parse_name(s).map(Answer::Name),
     }
 }
@@ -530,7 +534,16 @@ pub fn compile_regex(re: &str) -> Result<regex::bytes::Regex, String> {
         .case_insensitive(true)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| format!("`{re}` is not a valid regex: {e}"))
+        .map_err(|e| {
+            let why = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            format!("`{re}` is not a valid regex: {why}")
+        })
 }
 
 /// Adds the dstore 1.x search words: `t=week` (time back from now), `pr=POLICY`, and egateway's
@@ -577,6 +590,8 @@ pub fn add_term(filter: &mut Filter, term: &str, now_us: u64) -> Result<(), Stri
         }
     } else if let Ok(c) = t.parse::<Cidr>() {
         filter.addresses.push(c);
+    } else if t.contains('/') {
+        return Err(t.parse::<Cidr>().err().unwrap_or_default());
     } else {
         filter
             .domains

@@ -16,4 +16,5 @@ pub mod ingest;
 pub mod log;
 pub mod net;
 pub mod pb;
+pub mod search;
 pub mod timespec;

@@ -163,19 +163,6 @@ fn bad_words_get_one_clear_line_and_exit_2() {
 }
 
 #[test]
-fn applets_that_later_work_builds_say_so() {
-    for applet in ["gateway"] {
-        let o = run(&[applet]);
-        assert_eq!(o.status.code(), Some(2), "{applet}");
-        assert!(
-            stderr(&o).contains("not yet implemented"),
-            "{applet}: {}",
-            stderr(&o)
-        );
-    }
-}
-
-#[test]
 fn the_storage_dir_comes_from_the_flag_then_the_environment_then_the_config_file() {
     let store = imported("sources", "recursor-live-small.pb");
     let dir = store.path("store");

@@ -21,10 +21,10 @@ struct Args {
     #[command(flatten)]
     store: StoreArgs,
     /// Only events at or after this time (unix seconds, RFC 3339, now, -15m, -2h, -7d)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     from: Option<String>,
     /// Only events before this time (exclusive)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     to: Option<String>,
     /// Print the stored frames byte for byte, each after a 2-byte big-endian length
     #[arg(long)]
