@@ -39,6 +39,8 @@ pub struct Filter {
     pub ecs: Vec<Cidr>,
     pub ids: Vec<Vec<u8>>,
     pub policies: Vec<Vec<u8>>,
+    /// Only events with an applied policy (1.x egateway `has_preason`).
+    pub has_policy: bool,
     pub tags: Vec<Vec<u8>>,
     pub server_identities: Vec<Vec<u8>>,
     pub requestor_ids: Vec<Vec<u8>>,
@@ -240,6 +242,7 @@ impl Filter {
             && self.ecs.is_empty()
             && self.ids.is_empty()
             && self.policies.is_empty()
+            && !self.has_policy
             && self.tags.is_empty()
             && self.server_identities.is_empty()
             && self.requestor_ids.is_empty()
@@ -290,6 +293,7 @@ impl Filter {
             })
             && in_ranges(&self.ecs, v.ecs)
             && equal_to(&self.ids, v.message_id)
+            && (!self.has_policy || v.policy.is_some_and(|x| !x.is_empty()))
             && any_of(&self.policies, |p| {
                 v.policy.is_some_and(|x| x.eq_ignore_ascii_case(p))
             })
@@ -333,7 +337,7 @@ impl Filter {
             !self.rcodes.is_empty() || !self.rcodes_not.is_empty(),
             Field::Rcode,
         );
-        want(!self.policies.is_empty(), Field::Policy);
+        want(!self.policies.is_empty() || self.has_policy, Field::Policy);
         want(!self.ecs.is_empty(), Field::Ecs);
         want(!self.requestor_ids.is_empty(), Field::RequestorId);
         want(!self.device_ids.is_empty(), Field::DeviceId);

@@ -12,6 +12,7 @@ pub mod event_json;
 pub mod filter;
 pub mod format;
 pub mod frame;
+pub mod gateway;
 pub mod ingest;
 pub mod log;
 pub mod net;

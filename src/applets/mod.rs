@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 mod cat;
+mod gateway;
 mod grep;
 mod import;
 mod ingest;
@@ -71,8 +72,8 @@ pub static APPLETS: &[Applet] = &[
     Applet {
         name: "gateway",
         alias: Some("egateway"),
-        command: not_yet::gateway,
-        run: not_yet::run,
+        command: gateway::command,
+        run: gateway::run,
     },
     Applet {
         name: "links",
@@ -152,16 +153,4 @@ fn top_command() -> Command {
         cmd = cmd.subcommand((a.command)().name(a.name));
     }
     cmd
-}
-
-/// Applets that later work builds; until then they say so and exit 2.
-mod not_yet {
-    use super::*;
-
-    pub fn gateway() -> Command {
-        Command::new("gateway").about("HTTP API and web UI over the store (not yet implemented)")
-    }
-    pub fn run(_: &ArgMatches) -> Result<ExitCode> {
-        anyhow::bail!("not yet implemented in this version of dstore")
-    }
 }
