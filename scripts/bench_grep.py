@@ -16,8 +16,9 @@ disagree. Standard library only.
     bench_grep.py recount KIND ARG [ARG2]      from `dstore cat` JSON lines on stdin, the number of
                                                events matching KIND: rcode N | requestor IP |
                                                qname NAME | window FROM TO (unix seconds)
-    bench_grep.py recount-top N                from `dstore cat` JSON lines on stdin: the N most
-                                               frequent qnames as "count<TAB>qname" lines
+    bench_grep.py recount-top N FROM TO        from `dstore cat` JSON lines on stdin: the N most
+                                               frequent qnames of events in [FROM, TO) (unix
+                                               seconds) as "count<TAB>qname" lines
 """
 
 import collections
@@ -137,8 +138,12 @@ def recount(kind, args):
     print(sum(1 for line in sys.stdin if match(json.loads(line))))
 
 
-def recount_top(n):
-    counts = collections.Counter(json.loads(line)["question"] for line in sys.stdin)
+def recount_top(n, lo, hi):
+    counts = collections.Counter()
+    for line in sys.stdin:
+        e = json.loads(line)
+        if lo <= e["timeSec"] < hi:
+            counts[e["question"]] += 1
     for value, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]:
         print("%d\t%s" % (count, value))
 
@@ -160,7 +165,7 @@ def main(argv):
     elif cmd == "recount":
         recount(args[0], args[1:])
     elif cmd == "recount-top":
-        recount_top(int(args[0]))
+        recount_top(int(args[0]), int(args[1]), int(args[2]))
     else:
         sys.exit(__doc__)
 

@@ -320,7 +320,12 @@ pub fn run(
         paths.reverse();
     }
     let mut totals = Totals::default();
-    let mut work: Vec<Work> = (0..q.threads.max(1)).map(|_| Work::default()).collect();
+    // Each thread takes a run of consecutive blocks per round, so that threads start once per
+    // round of `threads × BLOCKS_PER_THREAD` blocks rather than once per block.
+    const BLOCKS_PER_THREAD: usize = 8;
+    let threads = q.threads.max(1);
+    let per_thread = if threads == 1 { 1 } else { BLOCKS_PER_THREAD };
+    let mut work: Vec<Work> = (0..threads * per_thread).map(|_| Work::default()).collect();
     let range = q.filter.range();
     let mut skipped = 0u64;
     'segments: for path in &paths {
@@ -354,23 +359,37 @@ pub fn run(
                 totals.timed_out = true;
                 break 'segments;
             }
-            let outcomes: Vec<Outcome> = if chunk.len() == 1 {
-                vec![process(q, &segment, chunk[0], &mut work[0])]
+            let outcomes: Vec<Outcome> = if threads == 1 || chunk.len() == 1 {
+                chunk
+                    .iter()
+                    .zip(work.iter_mut())
+                    .map(|(block, w)| process(q, &segment, block, w))
+                    .collect()
             } else {
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = chunk
-                        .iter()
-                        .zip(work.iter_mut())
-                        .map(|(block, w)| {
+                        .chunks(per_thread)
+                        .zip(work.chunks_mut(per_thread))
+                        .map(|(blocks, works)| {
                             let segment = &segment;
-                            scope.spawn(move || process(q, segment, block, w))
+                            scope.spawn(move || {
+                                blocks
+                                    .iter()
+                                    .zip(works.iter_mut())
+                                    .map(|(block, w)| process(q, segment, block, w))
+                                    .collect::<Vec<_>>()
+                            })
                         })
                         .collect();
                     handles
                         .into_iter()
-                        .map(|h| {
+                        .zip(chunk.chunks(per_thread))
+                        .flat_map(|(h, blocks)| {
                             h.join().unwrap_or_else(|_| {
-                                Outcome::Damaged("a search thread panicked".into())
+                                blocks
+                                    .iter()
+                                    .map(|_| Outcome::Damaged("a search thread panicked".into()))
+                                    .collect()
                             })
                         })
                         .collect()
@@ -491,7 +510,7 @@ pub fn filter_from_pairs<'a>(
                 .push(filter::parse_protocol(value).map_err(err)?),
             "q" => {
                 for word in value.split_whitespace() {
-                    filter::add_term(&mut f, word, now_us)?;
+                    filter::add_term(&mut f, word, now_us).map_err(err)?;
                 }
             }
             _ => return Err(format!("`{key}` is not a search condition")),

@@ -687,6 +687,186 @@ fn dnsdist_remote_logger_everything_sent_is_stored() {
 }
 
 #[test]
+fn ingest_restarted_while_dnsdist_sends_loses_only_the_gap() {
+    let dir = Scratch::new("interop-restart");
+    let (mut auth, auth_port) = start_auth(&dir);
+    let mut first = start_ingest(&dir, &[]);
+    let mut dnsdist = start_dnsdist(&dir, auth_port, first.addr);
+
+    let queries = dir.path("queries.txt");
+    let mut list = String::new();
+    for i in 0..500 {
+        list.push_str(&format!(
+            "www.example.test A\nalias.example.test A\nexample.test MX\nrestart-{i}.example.test A\n"
+        ));
+    }
+    std::fs::write(&queries, list).expect("write the dnsperf query file");
+    let perf_args: Vec<String> = [
+        "-s",
+        "127.0.0.1",
+        "-p",
+        &dnsdist.port.to_string(),
+        "-d",
+        path_str(&queries),
+        "-Q",
+        "2000",
+        "-l",
+        "6",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let perf = thread::spawn(move || {
+        let args: Vec<&str> = perf_args.iter().map(String::as_str).collect();
+        run_bounded(&program("dnsperf"), &args)
+    });
+
+    // Two seconds into the load: SIGTERM, and a new ingest on the same port and store at once.
+    thread::sleep(Duration::from_secs(2));
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs_f64()
+    };
+    let term_at = unix_now();
+    let stopping = Instant::now();
+    first.stop();
+    let stop_took = stopping.elapsed();
+    // start_ingest listens on a port of its own as well; dnsdist keeps sending to the first one's.
+    let listen = first.addr.to_string();
+    let mut second = start_ingest(&dir, &["--listen", &listen]);
+    let down_for = stopping.elapsed();
+    let up_at = unix_now();
+    assert_eq!(second.store, first.store);
+
+    let perf = perf.join().expect("the dnsperf thread");
+    let perf_out = text(&perf.stdout);
+    assert!(
+        perf.status.success(),
+        "dnsperf: {perf_out}{}",
+        text(&perf.stderr)
+    );
+    let completed: u64 = after(&perf_out, "Queries completed:")
+        .parse()
+        .unwrap_or_else(|_| panic!("no completed count from dnsperf:\n{perf_out}"));
+    thread::sleep(SENDER_FLUSH);
+    let (processed, sender_dropped) = dnsdist.logger_counts();
+    let dnsdist_queries = dnsdist.counter("queries");
+    let dnsdist_responses = dnsdist.counter("responses");
+    let second_partial = second.metric("dstore_ingest_partial_frames_total");
+    let second_bad_lengths = second.metric("dstore_ingest_bad_lengths_total");
+    second.stop();
+    dnsdist.daemon.terminate();
+    auth.terminate();
+
+    // What each run said as it stopped: "stopping: N events received, N dropped, N partial
+    // frames" and "store closed: N events in N blocks this run".
+    let logged = |ingest: &Ingest, line_marker: &str, marker: &str| -> u64 {
+        let out = ingest.daemon.output();
+        let line = out
+            .lines()
+            .rfind(|l| l.contains(line_marker))
+            .unwrap_or_else(|| panic!("no `{line_marker}` line from ingest:\n{out}"));
+        after(line, marker)
+            .parse()
+            .unwrap_or_else(|_| panic!("no number after `{marker}` in `{line}`"))
+    };
+    let first_received = logged(&first, "stopping: ", "stopping: ");
+    let first_dropped = logged(&first, "stopping: ", "received, ");
+    let first_partial = logged(&first, "stopping: ", "dropped, ");
+    let first_stored = logged(&first, "store closed: ", "store closed: ");
+    let second_stored = logged(&second, "store closed: ", "store closed: ");
+
+    let events = second.events();
+    let time = |e: &Value, sec: &str, usec: &str| -> Option<f64> {
+        Some(e.get(sec)?.as_f64()? + e.get(usec)?.as_f64()? / 1e6)
+    };
+    let event_time = |e: &Value| time(e, "timeSec", "timeUsec").unwrap_or(0.0);
+    let undecodable = events
+        .iter()
+        .filter(|e| e.get("undecodable").is_some())
+        .count();
+    let before_term = events.iter().filter(|e| event_time(e) < term_at).count();
+    let after_restart = events.iter().filter(|e| event_time(e) > up_at).count();
+    let query_ids: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| str_field(e, "messageType") == "DNSQueryType")
+        .map(|e| str_field(e, "qid"))
+        .collect();
+    // dnsdist flushes its buffer at least once a second and reconnects within its
+    // reconnectWaitTime (1 s) of the new ingest listening: a query outside this window cannot
+    // have been lost.
+    let (gap_from, gap_to) = (term_at - 1.5, up_at + 2.0);
+    let orphans: Vec<&Value> = events
+        .iter()
+        .filter(|e| str_field(e, "messageType") == "DNSResponseType")
+        .filter(|e| !query_ids.contains(str_field(e, "qid")))
+        .collect();
+    let outside_gap: Vec<&&Value> = orphans
+        .iter()
+        .filter(|r| {
+            let asked = time(r, "queryTimeSec", "queryTimeUsec").unwrap_or(event_time(r));
+            !(gap_from..=gap_to).contains(&asked)
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let duplicates = events
+        .iter()
+        .filter(|e| !seen.insert((str_field(e, "qid"), str_field(e, "messageType"))))
+        .count();
+    let stored = events.len() as u64;
+    eprintln!(
+        "restart: ingest 1 exited {:.2} s after SIGTERM (received {first_received}, dropped \
+         {first_dropped}, {first_partial} partial frames, stored {first_stored}); ingest 2 \
+         listening {:.2} s after SIGTERM, stored {second_stored} ({second_partial} partial \
+         frames, {second_bad_lengths} bad lengths). dnsperf {completed} completed; dnsdist \
+         {dnsdist_queries} queries + {dnsdist_responses} responses = {} messages; logger \
+         {processed} processed + {sender_dropped} dropped = {}. Stored {stored} \
+         ({before_term} timed before the SIGTERM, {after_restart} after the restart, \
+         {undecodable} undecodable, {duplicates} duplicates): processed - stored = {} queued \
+         by dnsdist and lost while ingest was down; {} responses without their query, {} of \
+         them asked outside the gap",
+        stop_took.as_secs_f64(),
+        down_for.as_secs_f64(),
+        dnsdist_queries + dnsdist_responses,
+        processed + sender_dropped,
+        processed as i64 - stored as i64,
+        orphans.len(),
+        outside_gap.len(),
+    );
+    assert_eq!(
+        processed + sender_dropped,
+        dnsdist_queries + dnsdist_responses,
+        "dnsdist's logger either queues (processed) or drops every message"
+    );
+    assert_eq!(undecodable, 0, "undecodable events in the store");
+    assert_eq!(duplicates, 0, "an event stored twice");
+    assert!(
+        first_stored > 0 && second_stored > 0,
+        "both runs store events"
+    );
+    assert_eq!(
+        first_stored + second_stored,
+        stored,
+        "the store holds what both runs stored"
+    );
+    assert!(before_term > 0, "events from before the restart");
+    assert!(after_restart > 0, "events from after the restart");
+    assert!(
+        outside_gap.is_empty(),
+        "responses whose query was asked outside the gap [{gap_from:.3}, {gap_to:.3}] but is \
+         not stored: {:?}",
+        outside_gap.iter().take(3).collect::<Vec<_>>()
+    );
+    assert!(stored <= processed, "more stored than dnsdist sent");
+    assert!(
+        stored * 10 >= processed * 9,
+        "stored {stored} is less than 90% of the {processed} messages dnsdist processed"
+    );
+}
+
+#[test]
 fn recursor_client_and_outgoing_messages_are_all_stored() {
     let dir = Scratch::new("interop-recursor");
     let (mut auth, auth_port) = start_auth(&dir);

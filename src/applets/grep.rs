@@ -162,8 +162,12 @@ fn query<'a>(args: &'a Args) -> Result<(Query, Output)> {
     add("protocol", &args.protocol);
     let terms = args.terms.join(" ");
     pairs.push(("q", &terms));
-    let filter = filter_from_pairs(pairs.iter().map(|(k, v)| (*k, *v)), now_us())
-        .map_err(|e| anyhow::anyhow!("--{e}"))?;
+    let filter = filter_from_pairs(pairs.iter().map(|(k, v)| (*k, *v)), now_us()).map_err(|e| {
+        match e.strip_prefix("q: ") {
+            Some(word) => anyhow::anyhow!("{word}"),
+            None => anyhow::anyhow!("--{e}"),
+        }
+    })?;
     let mut q = Query::new(filter);
     q.limit = args.limit;
     q.newest_first = args.reverse;

@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
     /// Most bytes received and waiting for the disk; beyond it events are dropped and counted
-    #[arg(long, value_name = "MB", default_value_t = 256)]
+    #[arg(long, value_name = "MB", default_value_t = 64)]
     queue_mb: usize,
     /// Log to this file instead of stderr (SIGHUP reopens it)
     #[arg(long, value_name = "FILE")]

@@ -3,6 +3,8 @@
 //! running searches (an open file stays readable until closed). `dstore stats`: what the store holds.
 
 use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
+use crate::format::block::decode_payload_columns;
+use crate::format::codec::Columns;
 use crate::format::segment::sync_dir;
 use crate::format::store::{now_us, utc_text};
 use crate::format::{segment_paths, Segment};
@@ -195,31 +197,20 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
             chosen.push(s);
         }
     }
-    let (events, bytes): (u64, u64) = chosen
-        .iter()
-        .fold((0, 0), |(e, b), s| (e + s.events, b + s.bytes));
-    let first = chosen.iter().filter_map(|s| s.range).map(|r| r.0).min();
-    let last = chosen.iter().filter_map(|s| s.range).map(|r| r.1).max();
-    let detail = match (first, last) {
-        (Some(a), Some(b)) => format!(
-            "{events} events, {bytes} bytes, from {} to {}",
-            utc_text(a, false),
-            utc_text(b, false)
-        ),
-        _ => format!("{events} events, {bytes} bytes"),
-    };
     if !really {
         println!(
-            "Would remove {} files for actual rotate ({detail})",
-            chosen.len()
+            "Would remove {} files for actual rotate ({})",
+            chosen.len(),
+            describe(&chosen)
         );
         return Ok(ExitCode::SUCCESS);
     }
     let progress = !args.quiet && std::io::stderr().is_terminal() && chosen.len() > 1;
-    let mut removed = 0;
+    // Only what this run removed is reported: another rotate may have removed some meanwhile.
+    let mut removed = Vec::new();
     for (i, s) in chosen.iter().enumerate() {
         match std::fs::remove_file(&s.path) {
-            Ok(()) => removed += 1,
+            Ok(()) => removed.push(*s),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e).with_context(|| format!("cannot remove {}", s.path.display())),
         }
@@ -236,8 +227,29 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         eprintln!();
     }
     sync_dir(&dir).context("cannot make the removals durable")?;
-    println!("Removed {removed} files for rotate ({detail})");
+    println!(
+        "Removed {} files for rotate ({})",
+        removed.len(),
+        describe(&removed)
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `E events, B bytes, from T1 to T2` of some segments.
+fn describe(segments: &[&Info]) -> String {
+    let (events, bytes) = segments
+        .iter()
+        .fold((0, 0), |(e, b), s| (e + s.events, b + s.bytes));
+    let first = segments.iter().filter_map(|s| s.range).map(|r| r.0).min();
+    let last = segments.iter().filter_map(|s| s.range).map(|r| r.1).max();
+    match (first, last) {
+        (Some(a), Some(b)) => format!(
+            "{events} events, {bytes} bytes, from {} to {}",
+            utc_text(a, false),
+            utc_text(b, false)
+        ),
+        _ => format!("{events} events, {bytes} bytes"),
+    }
 }
 
 /// Show what the store holds: time span, segments, events, bytes, compression, events per day
@@ -254,6 +266,36 @@ pub fn stats_command() -> Command {
     StatsArgs::command()
 }
 
+/// Events per UTC day: a block within one day counts whole from its header; a block that spans
+/// midnight has its event times read (its times section only).
+fn events_per_day(segments: &[Info]) -> BTreeMap<String, u64> {
+    let day = |t: u64| utc_text(t, false)[..10].to_string();
+    let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut buf, mut columns) = (Vec::new(), Columns::default());
+    for info in segments {
+        let Ok(segment) = Segment::open(&info.path) else {
+            continue;
+        };
+        for block in &segment.blocks {
+            let h = &block.header;
+            if day(h.min_time_us) == day(h.max_time_us) {
+                *per_day.entry(day(h.min_time_us)).or_insert(0) += u64::from(h.event_count);
+                continue;
+            }
+            let read = segment
+                .read_payload(block, &mut buf)
+                .ok()
+                .and_then(|payload| decode_payload_columns(h, payload, &[], &mut columns).ok());
+            if read.is_some() {
+                for &t in &columns.times {
+                    *per_day.entry(day(t)).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+    per_day
+}
+
 pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
     let args = StatsArgs::from_arg_matches(m)?;
     let dir = args.store.resolve()?;
@@ -266,15 +308,7 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
     let unsealed = segments.iter().filter(|s| !s.sealed).count();
     let first = segments.iter().filter_map(|s| s.range).map(|r| r.0).min();
     let last = segments.iter().filter_map(|s| s.range).map(|r| r.1).max();
-    // Events per day, by the day each segment's events start (a segment spans an hour by default).
-    let mut per_day: BTreeMap<String, u64> = BTreeMap::new();
-    for s in &segments {
-        if let Some((start, _)) = s.range {
-            *per_day
-                .entry(utc_text(start, false)[..10].to_string())
-                .or_insert(0) += s.events;
-        }
-    }
+    let per_day = events_per_day(&segments);
     let per_event = if events > 0 {
         bytes as f64 / events as f64
     } else {

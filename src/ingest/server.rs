@@ -23,7 +23,9 @@ use std::time::Instant;
 const SIGNALS: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 /// What a connection's buffer starts at; it grows to the longest frame allowed.
-const INITIAL_BUFFER: usize = 64 * 1024;
+const INITIAL_BUFFER: usize = 16 * 1024;
+/// Pending connections the kernel queues: producers reconnect all at once after a restart.
+const BACKLOG: i32 = 4096;
 /// A batch goes to the writer at the end of each loop turn, or sooner once this large.
 const BATCH_BYTES: usize = 1 << 20;
 
@@ -86,7 +88,7 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut listeners = Vec::new();
         for (i, &(addr, width)) in config.listen.iter().enumerate() {
-            let mut socket = TcpListener::bind(addr)
+            let mut socket = listen(addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             poll.registry()
                 .register(&mut socket, Token(FIRST_LISTENER + i), Interest::READABLE)?;
@@ -431,6 +433,20 @@ impl Server {
             s.partial_frames.load(Relaxed)
         ));
     }
+}
+
+/// A listening socket with a deep backlog; `[::]` takes IPv4 too.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// Hands a batch to the writer, unless the queue is at its bound: then the batch is dropped, and
