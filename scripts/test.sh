@@ -7,9 +7,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd chromium nodejs npm)
+packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd chromium)
 # One program (or file) per package: if all are there, nothing is installed.
-needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc chromium node npm)
+needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc chromium)
 
 have() {
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
@@ -40,6 +40,11 @@ fi
 
 if [ ! -d "$root/../shared/samples" ]; then
     echo "test.sh: warning: $root/../shared/samples not found; the sample-based tests will fail" >&2
+fi
+
+if ! have node || ! have npm; then
+    echo "test.sh: the browser tests need Node.js and npm (node 18 or later)" >&2
+    exit 1
 fi
 
 # The browser tests drive Debian's chromium with playwright-core from npm (no browser download).
