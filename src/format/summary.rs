@@ -103,7 +103,10 @@ fn hash(key: &[u8]) -> u64 {
 
 /// Bit positions of a key: probe i is (h1 + i × h2) mod bits.
 fn probes(key: &[u8], probes: u8, bits: u64) -> impl Iterator<Item = u64> {
-    let h = hash(key);
+    probe_bits(hash(key), probes, bits)
+}
+
+fn probe_bits(h: u64, probes: u8, bits: u64) -> impl Iterator<Item = u64> {
     let (h1, h2) = (h & 0xffff_ffff, (h >> 32) | 1);
     (0..u64::from(probes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
 }
@@ -120,7 +123,9 @@ fn counts_into(out: &mut Vec<u8>, counts: &std::collections::BTreeMap<u32, u64>)
 pub fn build(events: &[Event]) -> Vec<u8> {
     use std::collections::{BTreeMap, HashSet};
     let (mut types, mut qtypes, mut rcodes) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
-    let mut names: HashSet<Vec<u8>> = HashSet::new();
+    // The hashes of the distinct names and parents: the filter's size follows their number.
+    let mut hashes: HashSet<u64> = HashSet::new();
+    let mut last_name: &[u8] = &[];
     for e in events.iter().filter(|e| e.flags & FLAG_UNDECODABLE == 0) {
         let f = fields(e.frame);
         for (map, v) in [
@@ -132,19 +137,18 @@ pub fn build(events: &[Event]) -> Vec<u8> {
                 *map.entry(v as u32).or_insert(0u64) += 1;
             }
         }
-        if let Some(q) = f.qname {
-            let key = name_key(q);
-            if !names.contains(&key) {
-                names.extend(name_and_parents(&key).map(<[u8]>::to_vec));
-            }
+        // A response mostly follows its query: the name just seen needs no second look.
+        if let Some(q) = f.qname.filter(|q| *q != last_name) {
+            last_name = q;
+            hashes.extend(name_and_parents(&name_key(q)).map(hash));
         }
     }
-    let bits = (names.len() * BITS_PER_NAME)
+    let bits = (hashes.len() * BITS_PER_NAME)
         .clamp(64, MAX_BLOOM_BYTES * 8)
         .next_multiple_of(8);
     let mut bloom = vec![0u8; bits / 8];
-    for name in &names {
-        for bit in probes(name, PROBES, bits as u64) {
+    for &h in &hashes {
+        for bit in probe_bits(h, PROBES, bits as u64) {
             bloom[(bit / 8) as usize] |= 1 << (bit % 8);
         }
     }
