@@ -309,29 +309,20 @@ fn process(q: &Query, segment: &Segment, block: &BlockRef, work: &mut Work) -> O
     }
 }
 
-/// Runs `q` over the store in `dir`, handing each matching event to `on_event` in order.
-pub fn run(
+/// The segments that may hold events of the query's time range, opened once, in the order of
+/// their events' times (their first event's when oldest first, their last event's when newest
+/// first) so that data imported out of order still comes out in time order as far as segments
+/// allow; the sequence breaks ties. A segment removed by a rotate since the listing is skipped.
+fn open_in_time_order(
     dir: &Path,
     q: &Query,
-    on_event: &mut dyn FnMut(&StoredEvent) -> std::io::Result<()>,
-) -> Result<Totals, SearchError> {
-    let mut paths = segment_paths(dir).map_err(SearchError::Store)?;
-    if q.newest_first {
-        paths.reverse();
-    }
-    let mut totals = Totals::default();
-    // Each thread takes a run of consecutive blocks per round, so that threads start once per
-    // round of `threads × BLOCKS_PER_THREAD` blocks rather than once per block.
-    const BLOCKS_PER_THREAD: usize = 8;
-    let threads = q.threads.max(1);
-    let per_thread = if threads == 1 { 1 } else { BLOCKS_PER_THREAD };
-    let mut work: Vec<Work> = (0..threads * per_thread).map(|_| Work::default()).collect();
+    totals: &mut Totals,
+) -> Result<Vec<Segment>, SearchError> {
     let range = q.filter.range();
-    let mut skipped = 0u64;
-    'segments: for path in &paths {
-        let segment = match Segment::open(path) {
+    let mut keyed = Vec::new();
+    for path in segment_paths(dir).map_err(SearchError::Store)? {
+        let segment = match Segment::open(&path) {
             Ok(s) => s,
-            // Removed by a rotate since the store was listed: not an error.
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 totals.damage.push(e.to_string());
@@ -346,13 +337,44 @@ pub fn run(
                 d.what
             ));
         }
+        let Some((min, max)) = segment.time_range() else {
+            continue;
+        };
+        if range.overlaps(min, max) {
+            keyed.push((if q.newest_first { u64::MAX - max } else { min }, segment));
+        }
+    }
+    keyed.sort_by_key(|(key, _)| *key);
+    Ok(keyed.into_iter().map(|(_, s)| s).collect())
+}
+
+/// Runs `q` over the store in `dir`, handing each matching event to `on_event` in order.
+pub fn run(
+    dir: &Path,
+    q: &Query,
+    on_event: &mut dyn FnMut(&StoredEvent) -> std::io::Result<()>,
+) -> Result<Totals, SearchError> {
+    let mut totals = Totals::default();
+    let segments = open_in_time_order(dir, q, &mut totals)?;
+    // Each thread takes a run of consecutive blocks per round, so that threads start once per
+    // round of `threads × BLOCKS_PER_THREAD` blocks rather than once per block.
+    const BLOCKS_PER_THREAD: usize = 8;
+    let threads = q.threads.max(1);
+    let per_thread = if threads == 1 { 1 } else { BLOCKS_PER_THREAD };
+    let mut work: Vec<Work> = (0..threads * per_thread).map(|_| Work::default()).collect();
+    let range = q.filter.range();
+    let mut skipped = 0u64;
+    'segments: for segment in &segments {
         let mut blocks: Vec<&BlockRef> = segment
             .blocks
             .iter()
             .filter(|b| range.overlaps(b.header.min_time_us, b.header.max_time_us))
             .collect();
+        // Blocks in time order too: an import of older data after newer lands later in a segment.
         if q.newest_first {
-            blocks.reverse();
+            blocks.sort_by_key(|b| std::cmp::Reverse(b.header.max_time_us));
+        } else {
+            blocks.sort_by_key(|b| b.header.min_time_us);
         }
         for chunk in blocks.chunks(work.len()) {
             if q.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -513,7 +535,7 @@ pub fn filter_from_pairs<'a>(
                     filter::add_term(&mut f, word, now_us).map_err(err)?;
                 }
             }
-            _ => return Err(format!("`{key}` is not a search condition")),
+            _ => return Err(format!("{key}: not a search condition")),
         }
     }
     if from.is_some() || to.is_some() {

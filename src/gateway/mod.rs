@@ -116,7 +116,9 @@ fn query_pairs(url: &str) -> Result<Vec<(String, String)>, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            Ok((percent_decode(k)?, percent_decode(v)?))
+            let key = percent_decode(k)?;
+            let value = percent_decode(v).map_err(|e| format!("{key}: {e}"))?;
+            Ok((key, value))
         })
         .collect()
 }
@@ -341,9 +343,24 @@ impl State {
     /// `GET /get-endpoint-data`: the dstore 1.x egateway search.
     fn get_endpoint_data(&self, pairs: &[(String, String)]) -> Result<Reply, Reply> {
         let mut conds: Vec<(String, String)> = Vec::new();
-        let flag =
-            |k: &str| param(pairs, k).is_some_and(|v| matches!(v, "1" | "true" | "yes" | "on"));
-        let (outgoing, only_responses) = (flag("outgoing"), flag("only_responses"));
+        // A flag is true when present bare or as 1/true/yes/on, false as 0/false/no/off.
+        let flag = |k: &str| -> Result<bool, Reply> {
+            match param(pairs, k) {
+                None => Ok(false),
+                Some("" | "1" | "true" | "yes" | "on") => Ok(true),
+                Some("0" | "false" | "no" | "off") => Ok(false),
+                Some(v) => Err(Reply::error(
+                    400,
+                    &format!("{k}: `{v}` is not true or false"),
+                    Some(k),
+                )),
+            }
+        };
+        let (outgoing, only_responses, has_preason) = (
+            flag("outgoing")?,
+            flag("only_responses")?,
+            flag("has_preason")?,
+        );
         for (k, v) in pairs {
             match k.as_str() {
                 "q" => conds.push(("q".into(), v.clone())),
@@ -376,8 +393,15 @@ impl State {
             (true, true) => &["incoming-response"],
         };
         conds.extend(types.iter().map(|t| ("type".to_string(), t.to_string())));
-        let mut filter = conditions(&conds)?;
-        filter.has_policy = flag("has_preason");
+        // Errors speak of this endpoint's own names: start and end, not from and to.
+        let mut filter = conditions(&conds).map_err(|mut r| {
+            let renamed = String::from_utf8_lossy(&r.body)
+                .replace("\"parameter\":\"from\"", "\"parameter\":\"start\"")
+                .replace("\"parameter\":\"to\"", "\"parameter\":\"end\"");
+            r.body = renamed.into_bytes();
+            r
+        })?;
+        filter.has_policy = has_preason;
         let mut q = Query::new(filter);
         q.limit = Some(self.limit(pairs, 100)?);
         q.newest_first = true;
@@ -501,7 +525,10 @@ impl State {
         }
         let pairs = match query_pairs(url) {
             Ok(p) => p,
-            Err(e) => return (route("other"), Reply::error(400, &e, None)),
+            Err(e) => {
+                let parameter = e.split_once(": ").map(|(k, _)| k.to_string());
+                return (route("other"), Reply::error(400, &e, parameter.as_deref()));
+            }
         };
         let answer = |r: Result<Reply, Reply>| r.unwrap_or_else(|e| e);
         match path {

@@ -23,7 +23,11 @@ pub const DOCUMENT: &str = r##"{
       "id": {"name": "id", "in": "query", "description": "Message id (UUID)", "schema": {"type": "string"}},
       "policy": {"name": "policy", "in": "query", "schema": {"type": "string"}},
       "tag": {"name": "tag", "in": "query", "schema": {"type": "string"}},
-      "protocol": {"name": "protocol", "in": "query", "description": "udp, tcp, dot, doh, doq", "schema": {"type": "string"}}
+      "protocol": {"name": "protocol", "in": "query", "description": "udp, tcp, dot, doh, doq", "schema": {"type": "string"}},
+      "server_identity": {"name": "server_identity", "in": "query", "schema": {"type": "string"}},
+      "requestor_id": {"name": "requestor_id", "in": "query", "schema": {"type": "string"}},
+      "device_id": {"name": "device_id", "in": "query", "schema": {"type": "string"}},
+      "device_name": {"name": "device_name", "in": "query", "schema": {"type": "string"}}
     },
     "schemas": {
       "Error": {"type": "object", "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}}, "required": ["error"]},
@@ -37,7 +41,7 @@ pub const DOCUMENT: &str = r##"{
   "paths": {
     "/api/v1/search": {"get": {
       "summary": "Events matching the conditions, newest first, paged",
-      "parameters": [{"$ref": "#/components/parameters/from"}, {"$ref": "#/components/parameters/to"}, {"$ref": "#/components/parameters/last"}, {"$ref": "#/components/parameters/q"}, {"$ref": "#/components/parameters/qname"}, {"$ref": "#/components/parameters/domain"}, {"$ref": "#/components/parameters/qname_regex"}, {"$ref": "#/components/parameters/qname_glob"}, {"$ref": "#/components/parameters/qtype"}, {"$ref": "#/components/parameters/rcode"}, {"$ref": "#/components/parameters/type"}, {"$ref": "#/components/parameters/requestor"}, {"$ref": "#/components/parameters/responder"}, {"$ref": "#/components/parameters/answer"}, {"$ref": "#/components/parameters/ecs"}, {"$ref": "#/components/parameters/id"}, {"$ref": "#/components/parameters/policy"}, {"$ref": "#/components/parameters/tag"}, {"$ref": "#/components/parameters/protocol"},
+      "parameters": [{"$ref": "#/components/parameters/from"}, {"$ref": "#/components/parameters/to"}, {"$ref": "#/components/parameters/last"}, {"$ref": "#/components/parameters/q"}, {"$ref": "#/components/parameters/qname"}, {"$ref": "#/components/parameters/domain"}, {"$ref": "#/components/parameters/qname_regex"}, {"$ref": "#/components/parameters/qname_glob"}, {"$ref": "#/components/parameters/qtype"}, {"$ref": "#/components/parameters/rcode"}, {"$ref": "#/components/parameters/type"}, {"$ref": "#/components/parameters/requestor"}, {"$ref": "#/components/parameters/responder"}, {"$ref": "#/components/parameters/answer"}, {"$ref": "#/components/parameters/ecs"}, {"$ref": "#/components/parameters/id"}, {"$ref": "#/components/parameters/policy"}, {"$ref": "#/components/parameters/tag"}, {"$ref": "#/components/parameters/protocol"}, {"$ref": "#/components/parameters/server_identity"}, {"$ref": "#/components/parameters/requestor_id"}, {"$ref": "#/components/parameters/device_id"}, {"$ref": "#/components/parameters/device_name"},
         {"name": "limit", "in": "query", "description": "Events per page (default 100, capped)", "schema": {"type": "integer", "minimum": 1}},
         {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["newest", "oldest"]}},
         {"name": "cursor", "in": "query", "description": "The next value of the previous page", "schema": {"type": "string"}}],
@@ -46,7 +50,7 @@ pub const DOCUMENT: &str = r##"{
         "400": {"$ref": "#/components/responses/BadRequest"}, "503": {"$ref": "#/components/responses/Busy"}}}},
     "/api/v1/summary": {"get": {
       "summary": "Events per interval, top names and clients, rcode and qtype breakdowns, in one pass",
-      "parameters": [{"$ref": "#/components/parameters/from"}, {"$ref": "#/components/parameters/to"}, {"$ref": "#/components/parameters/last"}, {"$ref": "#/components/parameters/q"}, {"$ref": "#/components/parameters/qname"}, {"$ref": "#/components/parameters/domain"}, {"$ref": "#/components/parameters/qtype"}, {"$ref": "#/components/parameters/rcode"}, {"$ref": "#/components/parameters/type"}, {"$ref": "#/components/parameters/requestor"}, {"$ref": "#/components/parameters/responder"},
+      "parameters": [{"$ref": "#/components/parameters/from"}, {"$ref": "#/components/parameters/to"}, {"$ref": "#/components/parameters/last"}, {"$ref": "#/components/parameters/q"}, {"$ref": "#/components/parameters/qname"}, {"$ref": "#/components/parameters/domain"}, {"$ref": "#/components/parameters/qtype"}, {"$ref": "#/components/parameters/rcode"}, {"$ref": "#/components/parameters/type"}, {"$ref": "#/components/parameters/requestor"}, {"$ref": "#/components/parameters/responder"}, {"$ref": "#/components/parameters/qname_regex"}, {"$ref": "#/components/parameters/qname_glob"}, {"$ref": "#/components/parameters/answer"}, {"$ref": "#/components/parameters/ecs"}, {"$ref": "#/components/parameters/id"}, {"$ref": "#/components/parameters/policy"}, {"$ref": "#/components/parameters/tag"}, {"$ref": "#/components/parameters/protocol"}, {"$ref": "#/components/parameters/server_identity"}, {"$ref": "#/components/parameters/requestor_id"}, {"$ref": "#/components/parameters/device_id"}, {"$ref": "#/components/parameters/device_name"},
         {"name": "interval", "in": "query", "description": "Histogram interval: seconds or 1m, 1h (default: about 120 bars over the range)", "schema": {"type": "string"}},
         {"name": "top", "in": "query", "description": "Rows in each top table (default 10)", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
       "responses": {
