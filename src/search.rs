@@ -385,7 +385,7 @@ pub fn run(
                 chunk
                     .iter()
                     .zip(work.iter_mut())
-                    .map(|(block, w)| process(q, &segment, block, w))
+                    .map(|(block, w)| process(q, segment, block, w))
                     .collect()
             } else {
                 std::thread::scope(|scope| {
