@@ -360,7 +360,13 @@ pub fn run(
     // round of `threads × BLOCKS_PER_THREAD` blocks rather than once per block.
     const BLOCKS_PER_THREAD: usize = 8;
     let threads = q.threads.max(1);
-    let per_thread = if threads == 1 { 1 } else { BLOCKS_PER_THREAD };
+    // A search that stops at a limit takes one block per thread per round: most often the first
+    // blocks already give enough.
+    let per_thread = if threads == 1 || (q.limit.is_some() && !q.aggregating()) {
+        1
+    } else {
+        BLOCKS_PER_THREAD
+    };
     let mut work: Vec<Work> = (0..threads * per_thread).map(|_| Work::default()).collect();
     let range = q.filter.range();
     let mut skipped = 0u64;
