@@ -758,24 +758,7 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         |kind: u8, what: &str| find(kind).ok_or_else(|| CodecError(format!("no {what} section")));
 
     let mut buf = std::mem::take(&mut out.buf);
-    need(SECTION_TIMES, "times")?.read_into(&mut buf)?;
-    let mut r = Reader {
-        data: &buf,
-        pos: 0,
-        what: "times",
-    };
-    let mut time = 0u64;
-    for _ in 0..count {
-        time = time.wrapping_add(unzigzag(r.varint()?) as u64);
-        out.times.push(time);
-    }
-    need(SECTION_FLAGS, "flags")?.read_into(&mut out.flags)?;
-    if out.flags.len() != count {
-        return bad(format!(
-            "flags section holds {} events, the header says {count}",
-            out.flags.len()
-        ));
-    }
+    read_times_and_flags(&sections, count, &mut buf, &mut out.times, &mut out.flags)?;
 
     let mut columns = std::mem::take(&mut out.columns);
     let n_columns = read_columns(&sections, &mut columns, &|_| true)?;
@@ -1016,21 +999,7 @@ pub fn decode_columns(
     out.flags.clear();
     out.opaque_frames.clear();
     let mut buf = std::mem::take(&mut out.buf);
-    need(SECTION_TIMES, "times")?.read_into(&mut buf)?;
-    let mut r = Reader {
-        data: &buf,
-        pos: 0,
-        what: "times",
-    };
-    let mut time = 0u64;
-    for _ in 0..count {
-        time = time.wrapping_add(unzigzag(r.varint()?) as u64);
-        out.times.push(time);
-    }
-    need(SECTION_FLAGS, "flags")?.read_into(&mut out.flags)?;
-    if out.flags.len() != count {
-        return bad("flags section does not match the event count");
-    }
+    read_times_and_flags(&sections, count, &mut buf, &mut out.times, &mut out.flags)?;
     let mut columns = std::mem::take(&mut out.columns);
     let n_columns = read_columns(&sections, &mut columns, &|key| paths.contains(&key))?;
     columns.truncate(n_columns);
@@ -1159,6 +1128,42 @@ pub fn decode_columns(
     }
     out.columns = columns;
     Ok(exact)
+}
+
+/// Reads every event's time and flags (the times and flags sections), `buf` as scratch.
+fn read_times_and_flags(
+    sections: &[Section],
+    count: usize,
+    buf: &mut Vec<u8>,
+    times: &mut Vec<u64>,
+    flags: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let need = |kind: u8, what: &str| {
+        sections
+            .iter()
+            .find(|s| s.kind == kind)
+            .ok_or_else(|| CodecError(format!("no {what} section")))
+    };
+    need(SECTION_TIMES, "times")?.read_into(buf)?;
+    let mut r = Reader {
+        data: buf,
+        pos: 0,
+        what: "times",
+    };
+    times.clear();
+    let mut time = 0u64;
+    for _ in 0..count {
+        time = time.wrapping_add(unzigzag(r.varint()?) as u64);
+        times.push(time);
+    }
+    need(SECTION_FLAGS, "flags")?.read_into(flags)?;
+    if flags.len() != count {
+        return bad(format!(
+            "flags section holds {} events, the header says {count}",
+            flags.len()
+        ));
+    }
+    Ok(())
 }
 
 /// Ends a nested message that started (after its one-byte length placeholder) at `start`: writes its
