@@ -119,6 +119,27 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
+    fn merge(&mut self, other: Aggregates) {
+        for (t, n) in other.histogram {
+            *self.histogram.entry(t).or_insert(0) += n;
+        }
+        self.top
+            .resize_with(self.top.len().max(other.top.len()), HashMap::new);
+        for (mine, theirs) in self.top.iter_mut().zip(other.top) {
+            for (k, n) in theirs {
+                *mine.entry(k).or_insert(0) += n;
+            }
+        }
+    }
+
+    /// Counts one value of top table `i`.
+    fn count(&mut self, i: usize, key: String) {
+        if self.top.len() <= i {
+            self.top.resize_with(i + 1, HashMap::new);
+        }
+        *self.top[i].entry(key).or_insert(0) += 1;
+    }
+
     fn add(&mut self, q: &Query, ev: &StoredEvent) {
         if let Some(interval) = q.histogram_us {
             *self
@@ -207,6 +228,8 @@ impl Aggregates {
 enum Outcome {
     Skipped,
     Counted(u64),
+    /// Matches counted and aggregated in the worker, from columns.
+    Aggregated(u64, Aggregates),
     Matched(Vec<u32>),
     Damaged(String),
 }
@@ -251,6 +274,9 @@ fn process(q: &Query, segment: &Segment, block: &BlockRef, work: &mut Work) -> O
     let damaged = |e: crate::format::block::PayloadError| {
         Outcome::Damaged(segment.block_error(block.offset, e.to_string()).to_string())
     };
+    if let Some(outcome) = aggregate_from_columns(q, segment, block, payload, &mut work.columns) {
+        return outcome;
+    }
     // Decide from the fields' columns alone when the filter allows; rebuild the frames only when
     // there are matches to hand out.
     let mut from_columns = None;
@@ -348,6 +374,114 @@ fn open_in_time_order(
     Ok(keyed.into_iter().map(|(_, s)| s).collect())
 }
 
+/// The field of a top table, when its column can give it.
+fn top_field(t: TopField) -> Option<crate::filter::Field> {
+    use crate::filter::Field;
+    match t {
+        TopField::Qname => Some(Field::Qname),
+        TopField::Requestor => Some(Field::From),
+        TopField::Responder => Some(Field::To),
+        TopField::Qtype => Some(Field::Qtype),
+        TopField::Rcode => Some(Field::Rcode),
+        TopField::Answer => None,
+    }
+}
+
+/// Counts and aggregates a block's matches from columns alone, in the worker, when the caller
+/// wants no events and every condition and top table can be read from columns.
+fn aggregate_from_columns(
+    q: &Query,
+    segment: &Segment,
+    block: &BlockRef,
+    payload: &[u8],
+    columns: &mut Columns,
+) -> Option<Outcome> {
+    if q.events || !q.aggregating() {
+        return None;
+    }
+    let f = &q.filter;
+    let mut fields = f.columns()?;
+    let tops: Vec<crate::filter::Field> = q
+        .top
+        .iter()
+        .map(|(t, _)| top_field(*t))
+        .collect::<Option<_>>()?;
+    for t in &tops {
+        if !fields.contains(t) {
+            fields.push(*t);
+        }
+    }
+    let paths: Vec<&[u32]> = fields.iter().map(|x| x.path()).collect();
+    match crate::format::block::decode_payload_columns(&block.header, payload, &paths, columns) {
+        Err(e) => {
+            return Some(Outcome::Damaged(
+                segment.block_error(block.offset, e.to_string()).to_string(),
+            ))
+        }
+        Ok(false) => return None,
+        Ok(true) => {}
+    }
+    let c = &*columns;
+    let mut agg = Aggregates::default();
+    let mut number = 0;
+    let slots: Vec<usize> = tops
+        .iter()
+        .map(|t| fields.iter().position(|x| x == t).unwrap_or(0))
+        .collect();
+    for i in 0..c.len() {
+        let undecodable = c.flags[i] & crate::format::codec::FLAG_UNDECODABLE != 0;
+        let matched = if f.has_field_conditions() {
+            f.matches_columns(c, &fields, i)
+        } else {
+            f.range().contains(c.times[i])
+        };
+        if !matched {
+            continue;
+        }
+        number += 1;
+        if let Some(interval) = q.histogram_us {
+            *agg.histogram
+                .entry(c.times[i] / interval * interval)
+                .or_insert(0) += 1;
+        }
+        if undecodable {
+            continue;
+        }
+        if let Some(frame) = c.opaque_frame(i) {
+            agg.add(
+                &Query {
+                    histogram_us: None,
+                    ..q.clone()
+                },
+                &StoredEvent {
+                    frame,
+                    time_us: c.times[i],
+                    flags: c.flags[i],
+                },
+            );
+            continue;
+        }
+        for (slot, (&w, (field, _))) in slots.iter().zip(&q.top).enumerate() {
+            let key = match field {
+                TopField::Qname => c.bytes(w, i).map(|b| {
+                    let mut k =
+                        String::from_utf8_lossy(&crate::format::summary::name_key(b)).into_owned();
+                    k.push('.');
+                    k
+                }),
+                TopField::Requestor | TopField::Responder => c.bytes(w, i).map(address_text),
+                TopField::Qtype => c.number(w, i).map(|t| qtype_name(t as u32).into_owned()),
+                TopField::Rcode => c.number(w, i).map(|r| rcode_name(r as u32).into_owned()),
+                TopField::Answer => None,
+            };
+            if let Some(key) = key {
+                agg.count(slot, key);
+            }
+        }
+    }
+    Some(Outcome::Aggregated(number, agg))
+}
+
 /// Runs `q` over the store in `dir`, handing each matching event to `on_event` in order.
 pub fn run(
     dir: &Path,
@@ -428,6 +562,10 @@ pub fn run(
                     Outcome::Skipped => {}
                     Outcome::Damaged(e) => totals.damage.push(e),
                     Outcome::Counted(n) => totals.number += n,
+                    Outcome::Aggregated(n, agg) => {
+                        totals.number += n;
+                        totals.aggregates.merge(agg);
+                    }
                     Outcome::Matched(indices) => {
                         let d = &w.decoded;
                         for i in indices.into_iter().map(|i| i as usize) {
