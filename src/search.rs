@@ -141,17 +141,28 @@ impl Aggregates {
     }
 
     fn add(&mut self, q: &Query, ev: &StoredEvent) {
+        self.add_time(q, ev.time_us);
+        if !ev.undecodable() {
+            self.add_tops(q, ev.frame);
+        }
+    }
+
+    fn add_time(&mut self, q: &Query, time_us: u64) {
         if let Some(interval) = q.histogram_us {
             *self
                 .histogram
-                .entry(ev.time_us / interval * interval)
+                .entry(time_us / interval * interval)
                 .or_insert(0) += 1;
         }
-        if q.top.is_empty() || ev.undecodable() {
+    }
+
+    /// Counts a decodable frame's values in the top tables.
+    fn add_tops(&mut self, q: &Query, frame: &[u8]) {
+        if q.top.is_empty() {
             return;
         }
         self.top.resize_with(q.top.len(), HashMap::new);
-        let v = View::parse(ev.frame);
+        let v = View::parse(frame);
         for (i, (field, _)) in q.top.iter().enumerate() {
             let mut add = |key: String| *self.top[i].entry(key).or_insert(0) += 1;
             match field {
@@ -439,26 +450,12 @@ fn aggregate_from_columns(
             continue;
         }
         number += 1;
-        if let Some(interval) = q.histogram_us {
-            *agg.histogram
-                .entry(c.times[i] / interval * interval)
-                .or_insert(0) += 1;
-        }
+        agg.add_time(q, c.times[i]);
         if undecodable {
             continue;
         }
         if let Some(frame) = c.opaque_frame(i) {
-            agg.add(
-                &Query {
-                    histogram_us: None,
-                    ..q.clone()
-                },
-                &StoredEvent {
-                    frame,
-                    time_us: c.times[i],
-                    flags: c.flags[i],
-                },
-            );
+            agg.add_tops(q, frame);
             continue;
         }
         for (slot, (&w, (field, _))) in slots.iter().zip(&q.top).enumerate() {

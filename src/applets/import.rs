@@ -152,27 +152,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
 
 /// Says what opening the store had to repair.
 pub fn report_recoveries(recoveries: &[Recovery]) {
-    for r in recoveries {
-        for d in &r.damage {
-            eprintln!(
-                "dstore: {}: damaged data at offset {}: {}",
-                r.path.display(),
-                d.offset,
-                d.what
-            );
-        }
-        if r.removed {
-            eprintln!(
-                "dstore: {}: removed a segment left empty by an interrupted writer",
-                r.path.display()
-            );
-        } else {
-            eprintln!(
-                "dstore: {}: recovered an unsealed segment: {} whole blocks kept, {} bytes of a torn last block dropped",
-                r.path.display(),
-                r.blocks,
-                r.dropped_bytes
-            );
-        }
+    for line in recoveries.iter().flat_map(Recovery::messages) {
+        eprintln!("dstore: {line}");
     }
 }

@@ -169,6 +169,18 @@ impl fmt::Display for PayloadError {
     }
 }
 
+/// The payload's checksum against the header's: checked before anything is decompressed.
+fn check_payload(header: &BlockHeader, payload: &[u8]) -> Result<(), PayloadError> {
+    let found = crc32fast::hash(payload);
+    if found != header.payload_crc {
+        return Err(PayloadError::Checksum {
+            expected: header.payload_crc,
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// Verifies the payload's checksum, then reads the fields at `paths` of every event (see
 /// `codec::decode_columns`).
 pub fn decode_payload_columns(
@@ -177,13 +189,7 @@ pub fn decode_payload_columns(
     paths: &[&[u32]],
     out: &mut codec::Columns,
 ) -> Result<bool, PayloadError> {
-    let found = crc32fast::hash(payload);
-    if found != header.payload_crc {
-        return Err(PayloadError::Checksum {
-            expected: header.payload_crc,
-            found,
-        });
-    }
+    check_payload(header, payload)?;
     codec::decode_columns(payload, header.event_count as usize, paths, out)
         .map_err(PayloadError::Codec)
 }
@@ -194,13 +200,7 @@ pub fn decode_payload(
     payload: &[u8],
     out: &mut Decoded,
 ) -> Result<(), PayloadError> {
-    let found = crc32fast::hash(payload);
-    if found != header.payload_crc {
-        return Err(PayloadError::Checksum {
-            expected: header.payload_crc,
-            found,
-        });
-    }
+    check_payload(header, payload)?;
     out.frames.reserve(
         usize::try_from(header.frame_bytes)
             .unwrap_or(0)

@@ -397,6 +397,27 @@ pub struct Recovery {
     pub removed: bool,
 }
 
+impl Recovery {
+    /// What recovery did, one line each, for people: damage found, then the repair.
+    pub fn messages(&self) -> Vec<String> {
+        let path = self.path.display();
+        let mut out: Vec<String> = self
+            .damage
+            .iter()
+            .map(|d| format!("{path}: damaged data at offset {}: {}", d.offset, d.what))
+            .collect();
+        out.push(if self.removed {
+            format!("{path}: removed a segment left empty by an interrupted writer")
+        } else {
+            format!(
+                "{path}: recovered an unsealed segment: {} whole blocks kept, {} bytes of a torn last block dropped",
+                self.blocks, self.dropped_bytes
+            )
+        });
+        out
+    }
+}
+
 /// Appends blocks to a new segment; `seal` writes the footer.
 pub struct SegmentWriter {
     path: PathBuf,

@@ -175,10 +175,6 @@ impl StoreWriter {
         Ok((writer, recoveries))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn stats(&self) -> &WriterStats {
         &self.stats
     }

@@ -157,15 +157,25 @@ fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
 /// Parameters that are not search conditions.
 const CONTROL: [&str; 6] = ["limit", "cursor", "order", "interval", "top", "token"];
 
-fn conditions(pairs: &[(String, String)]) -> Result<crate::filter::Filter, Reply> {
+/// The search conditions among `pairs`; a 400 names the parameter at fault as `name` gives it.
+fn conditions_named(
+    pairs: &[(String, String)],
+    name: fn(&str) -> &str,
+) -> Result<crate::filter::Filter, Reply> {
     let conds = pairs
         .iter()
         .filter(|(k, _)| !CONTROL.contains(&k.as_str()))
         .map(|(k, v)| (k.as_str(), v.as_str()));
     filter_from_pairs(conds, now_us()).map_err(|e| {
-        let parameter = e.split_once(':').map(|(k, _)| k.trim().replace('-', "_"));
+        let parameter = e
+            .split_once(':')
+            .map(|(k, _)| name(k.trim()).replace('-', "_"));
         Reply::error(400, &e, parameter.as_deref())
     })
+}
+
+fn conditions(pairs: &[(String, String)]) -> Result<crate::filter::Filter, Reply> {
+    conditions_named(pairs, |k| k)
 }
 
 fn param<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -394,12 +404,10 @@ impl State {
         };
         conds.extend(types.iter().map(|t| ("type".to_string(), t.to_string())));
         // Errors speak of this endpoint's own names: start and end, not from and to.
-        let mut filter = conditions(&conds).map_err(|mut r| {
-            let renamed = String::from_utf8_lossy(&r.body)
-                .replace("\"parameter\":\"from\"", "\"parameter\":\"start\"")
-                .replace("\"parameter\":\"to\"", "\"parameter\":\"end\"");
-            r.body = renamed.into_bytes();
-            r
+        let mut filter = conditions_named(&conds, |k| match k {
+            "from" => "start",
+            "to" => "end",
+            k => k,
         })?;
         filter.has_policy = has_preason;
         let mut q = Query::new(filter);

@@ -50,25 +50,11 @@ impl Sink {
     /// Opens the store, recovering what a crash left.
     pub fn open(&self) -> Result<StoreWriter, crate::format::Error> {
         let (writer, recoveries) = StoreWriter::open(&self.dir, self.options.clone())?;
-        for r in recoveries {
-            for d in &r.damage {
-                self.log.info(&format!(
-                    "{}: damaged data at offset {}: {}",
-                    r.path.display(),
-                    d.offset,
-                    d.what
-                ));
-            }
-            self.log.info(&if r.removed {
-                format!("{}: removed a segment left empty by an interrupted writer", r.path.display())
-            } else {
-                format!(
-                    "{}: recovered an unsealed segment: {} whole blocks kept, {} bytes of a torn last block dropped",
-                    r.path.display(),
-                    r.blocks,
-                    r.dropped_bytes
-                )
-            });
+        for line in recoveries
+            .iter()
+            .flat_map(crate::format::Recovery::messages)
+        {
+            self.log.info(&line);
         }
         Ok(writer)
     }
