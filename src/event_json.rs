@@ -314,8 +314,12 @@ const QTYPE_AAAA: u32 = 28;
 /// A and AAAA rdata are raw address bytes on the wire; every other type is sent as presentation
 /// text already.
 fn rdata_text(rr: &pb::Record) -> String {
-    let rdata = rr.rdata.as_deref().unwrap_or_default();
-    match (rr.r#type, rdata.len()) {
+    record_data_text(rr.r#type, rr.rdata.as_deref().unwrap_or_default())
+}
+
+/// A record's rdata as text, given its type: the one rendering JSON and exports share.
+pub fn record_data_text(rtype: Option<u32>, rdata: &[u8]) -> String {
+    match (rtype, rdata.len()) {
         (Some(QTYPE_A), 4) | (Some(QTYPE_AAAA), 16) => address_text(rdata),
         (Some(QTYPE_A | QTYPE_AAAA), _) => hex(rdata),
         _ => text_or_hex(rdata),

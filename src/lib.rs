@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod applets;
+pub mod clickhouse;
 pub mod config;
 pub mod dns;
 pub mod event_json;
@@ -15,6 +16,7 @@ pub mod frame;
 pub mod gateway;
 pub mod ingest;
 pub mod log;
+pub mod metrics;
 pub mod net;
 pub mod pb;
 pub mod search;

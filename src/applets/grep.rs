@@ -5,6 +5,7 @@
 
 use crate::config::StoreArgs;
 use crate::event_json::{frame_to_json, EventMeta};
+use crate::filter::Filter;
 use crate::format::store::now_us;
 use crate::format::StoredEvent;
 use crate::frame::{write_frame, FrameWidth};
@@ -32,68 +33,8 @@ struct Args {
     terms: Vec<String>,
     #[command(flatten)]
     store: StoreArgs,
-    /// Events at or after this time (unix seconds, RFC 3339, now, -15m, -2h, -7d)
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    from: Option<String>,
-    /// Events before this time
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    to: Option<String>,
-    /// Events of the last DURATION (1h, 30m, 7d)
-    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    last: Option<String>,
-    /// Exactly this query name (any case, trailing dot optional)
-    #[arg(long, value_name = "NAME")]
-    qname: Vec<String>,
-    /// This name and every name under it
-    #[arg(long, value_name = "NAME")]
-    domain: Vec<String>,
-    /// Query names matching this regular expression (case-insensitive)
-    #[arg(long, value_name = "RE")]
-    qname_regex: Option<String>,
-    /// Query names matching this glob (`*`, `?`)
-    #[arg(long, value_name = "GLOB", conflicts_with = "qname_regex")]
-    qname_glob: Option<String>,
-    /// Query type: A, AAAA, MX, ... or a number
-    #[arg(long, value_name = "QTYPE")]
-    qtype: Vec<String>,
-    /// Response code: NOERROR, NXDOMAIN, SERVFAIL, ... or a number; `!` negates
-    #[arg(long, value_name = "RCODE", allow_hyphen_values = true)]
-    rcode: Vec<String>,
-    /// Message type: query, response, outgoing-query, incoming-response
-    #[arg(long = "type", value_name = "TYPE")]
-    kind: Vec<String>,
-    /// Client address or range
-    #[arg(long, value_name = "CIDR")]
-    requestor: Vec<String>,
-    /// Server address or range
-    #[arg(long, value_name = "CIDR")]
-    responder: Vec<String>,
-    /// An address or range in the A/AAAA answers, or a name in any answer record
-    #[arg(long, value_name = "IP|CIDR|NAME")]
-    answer: Vec<String>,
-    /// EDNS client subnet address or range
-    #[arg(long, value_name = "CIDR")]
-    ecs: Vec<String>,
-    /// Message id (a query and its response share it)
-    #[arg(long, value_name = "UUID")]
-    id: Vec<String>,
-    /// Applied policy (1.x preason), any case
-    #[arg(long, value_name = "TEXT")]
-    policy: Vec<String>,
-    /// Policy tag
-    #[arg(long, value_name = "TAG")]
-    tag: Vec<String>,
-    #[arg(long, value_name = "TEXT")]
-    server_identity: Vec<String>,
-    #[arg(long, value_name = "TEXT")]
-    requestor_id: Vec<String>,
-    #[arg(long, value_name = "TEXT")]
-    device_id: Vec<String>,
-    #[arg(long, value_name = "TEXT")]
-    device_name: Vec<String>,
-    /// udp, tcp, dot, doh, doq, dnscrypt-udp, dnscrypt-tcp
-    #[arg(long, value_name = "PROTO")]
-    protocol: Vec<String>,
+    #[command(flatten)]
+    conditions: Conditions,
     /// One JSON object per line instead of the 1.x document
     #[arg(long, conflicts_with_all = ["raw", "count"])]
     ndjson: bool,
@@ -120,6 +61,117 @@ struct Args {
     threads: Option<usize>,
 }
 
+/// The conditions that select events, for every applet that selects them (grep, export).
+#[derive(clap::Args, Debug)]
+pub struct Conditions {
+    /// Events at or after this time (unix seconds, RFC 3339, now, -15m, -2h, -7d)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub from: Option<String>,
+    /// Events before this time
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// Events of the last DURATION (1h, 30m, 7d)
+    #[arg(long, value_name = "DURATION", conflicts_with = "from")]
+    pub last: Option<String>,
+    /// Exactly this query name (any case, trailing dot optional)
+    #[arg(long, value_name = "NAME")]
+    pub qname: Vec<String>,
+    /// This name and every name under it
+    #[arg(long, value_name = "NAME")]
+    pub domain: Vec<String>,
+    /// Query names matching this regular expression (case-insensitive)
+    #[arg(long, value_name = "RE")]
+    pub qname_regex: Option<String>,
+    /// Query names matching this glob (`*`, `?`)
+    #[arg(long, value_name = "GLOB", conflicts_with = "qname_regex")]
+    pub qname_glob: Option<String>,
+    /// Query type: A, AAAA, MX, ... or a number
+    #[arg(long, value_name = "QTYPE")]
+    pub qtype: Vec<String>,
+    /// Response code: NOERROR, NXDOMAIN, SERVFAIL, ... or a number; `!` negates
+    #[arg(long, value_name = "RCODE", allow_hyphen_values = true)]
+    pub rcode: Vec<String>,
+    /// Message type: query, response, outgoing-query, incoming-response
+    #[arg(long = "type", value_name = "TYPE")]
+    pub kind: Vec<String>,
+    /// Client address or range
+    #[arg(long, value_name = "CIDR")]
+    pub requestor: Vec<String>,
+    /// Server address or range
+    #[arg(long, value_name = "CIDR")]
+    pub responder: Vec<String>,
+    /// An address or range in the A/AAAA answers, or a name in any answer record
+    #[arg(long, value_name = "IP|CIDR|NAME")]
+    pub answer: Vec<String>,
+    /// EDNS client subnet address or range
+    #[arg(long, value_name = "CIDR")]
+    pub ecs: Vec<String>,
+    /// Message id (a query and its response share it)
+    #[arg(long, value_name = "UUID")]
+    pub id: Vec<String>,
+    /// Applied policy (1.x preason), any case
+    #[arg(long, value_name = "TEXT")]
+    pub policy: Vec<String>,
+    /// Policy tag
+    #[arg(long, value_name = "TAG")]
+    pub tag: Vec<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub server_identity: Vec<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub requestor_id: Vec<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub device_id: Vec<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub device_name: Vec<String>,
+    /// udp, tcp, dot, doh, doq, dnscrypt-udp, dnscrypt-tcp
+    #[arg(long, value_name = "PROTO")]
+    pub protocol: Vec<String>,
+}
+
+impl Conditions {
+    /// The conditions as named pairs, as `filter_from_pairs` takes them.
+    fn pairs<'a>(&'a self) -> Vec<(&'static str, &'a str)> {
+        let mut pairs: Vec<(&'static str, &'a str)> = Vec::new();
+        let mut add = |key: &'static str, values: &'a [String]| {
+            pairs.extend(values.iter().map(|v| (key, v.as_str())))
+        };
+        add("from", self.from.as_slice());
+        add("to", self.to.as_slice());
+        add("last", self.last.as_slice());
+        add("qname", &self.qname);
+        add("domain", &self.domain);
+        add("qname-regex", self.qname_regex.as_slice());
+        add("qname-glob", self.qname_glob.as_slice());
+        add("qtype", &self.qtype);
+        add("rcode", &self.rcode);
+        add("type", &self.kind);
+        add("requestor", &self.requestor);
+        add("responder", &self.responder);
+        add("answer", &self.answer);
+        add("ecs", &self.ecs);
+        add("id", &self.id);
+        add("policy", &self.policy);
+        add("tag", &self.tag);
+        add("server-identity", &self.server_identity);
+        add("requestor-id", &self.requestor_id);
+        add("device-id", &self.device_id);
+        add("device-name", &self.device_name);
+        add("protocol", &self.protocol);
+        pairs
+    }
+
+    /// The filter these conditions and the 1.x search words `terms` (space separated) make;
+    /// errors name the option or the word.
+    pub fn filter(&self, terms: &str) -> Result<Filter> {
+        let mut pairs = self.pairs();
+        pairs.push(("q", terms));
+        filter_from_pairs(pairs, now_us()).map_err(|e| match e.strip_prefix("q: ") {
+            Some(word) => anyhow::anyhow!("{word}"),
+            None => anyhow::anyhow!("--{e}"),
+        })
+    }
+}
+
 pub fn command() -> Command {
     Args::command()
 }
@@ -133,41 +185,8 @@ enum Output {
 }
 
 /// The search the arguments ask for, checked before any I/O.
-fn query<'a>(args: &'a Args) -> Result<(Query, Output)> {
-    let mut pairs: Vec<(&str, &str)> = Vec::new();
-    let mut add = |key: &'static str, values: &'a [String]| {
-        pairs.extend(values.iter().map(|v| (key, v.as_str())))
-    };
-    add("from", args.from.as_slice());
-    add("to", args.to.as_slice());
-    add("last", args.last.as_slice());
-    add("qname", &args.qname);
-    add("domain", &args.domain);
-    add("qname-regex", args.qname_regex.as_slice());
-    add("qname-glob", args.qname_glob.as_slice());
-    add("qtype", &args.qtype);
-    add("rcode", &args.rcode);
-    add("type", &args.kind);
-    add("requestor", &args.requestor);
-    add("responder", &args.responder);
-    add("answer", &args.answer);
-    add("ecs", &args.ecs);
-    add("id", &args.id);
-    add("policy", &args.policy);
-    add("tag", &args.tag);
-    add("server-identity", &args.server_identity);
-    add("requestor-id", &args.requestor_id);
-    add("device-id", &args.device_id);
-    add("device-name", &args.device_name);
-    add("protocol", &args.protocol);
-    let terms = args.terms.join(" ");
-    pairs.push(("q", &terms));
-    let filter = filter_from_pairs(pairs.iter().map(|(k, v)| (*k, *v)), now_us()).map_err(|e| {
-        match e.strip_prefix("q: ") {
-            Some(word) => anyhow::anyhow!("{word}"),
-            None => anyhow::anyhow!("--{e}"),
-        }
-    })?;
+fn query(args: &Args) -> Result<(Query, Output)> {
+    let filter = args.conditions.filter(&args.terms.join(" "))?;
     let mut q = Query::new(filter);
     q.limit = args.limit;
     q.newest_first = args.reverse;

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 mod cat;
+mod export;
 mod gateway;
 mod grep;
 mod import;
@@ -74,6 +75,18 @@ pub static APPLETS: &[Applet] = &[
         alias: Some("egateway"),
         command: gateway::command,
         run: gateway::run,
+    },
+    Applet {
+        name: "export",
+        alias: None,
+        command: export::export_command,
+        run: export::export,
+    },
+    Applet {
+        name: "ship",
+        alias: None,
+        command: export::ship_command,
+        run: export::ship,
     },
     Applet {
         name: "links",

@@ -77,7 +77,8 @@ pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(paths)
 }
 
-fn sequence_of(name: &str) -> Option<u64> {
+/// The sequence number in a segment file's name (`0000000012-20261126T102138Z.dst` is 12).
+pub fn sequence_of(name: &str) -> Option<u64> {
     let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
     let (seq, _) = stem.split_once('-')?;
     (seq.len() == 10).then(|| seq.parse().ok()).flatten()
@@ -538,7 +539,8 @@ fn blocks_in(segment: &Segment, range: TimeRange) -> impl Iterator<Item = &Block
         .filter(move |b| range.overlaps(b.header.min_time_us, b.header.max_time_us))
 }
 
-fn decode_block(
+/// Reads and decodes one block of `segment` into `decoded`.
+pub fn decode_block(
     segment: &Segment,
     block: &BlockRef,
     decoded: &mut Decoded,

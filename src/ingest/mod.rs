@@ -131,7 +131,8 @@ pub fn run(config: IngestConfig, reload: impl FnMut() -> Option<Vec<Cidr>>) -> a
         queue,
     )?;
     if let Some(addr) = config.metrics_listen {
-        serve_metrics(addr, stats.clone(), log.clone())?;
+        let stats = stats.clone();
+        crate::metrics::serve(addr, move || stats.prometheus(), &log)?;
     }
     let writer_thread = std::thread::Builder::new()
         .name("store-writer".into())
@@ -168,37 +169,6 @@ fn register_signals(pipe: &Arc<std::os::unix::net::UnixStream>) -> anyhow::Resul
             })
         }?;
     }
-    Ok(())
-}
-
-/// Serves `GET /metrics` (Prometheus text) on its own thread.
-fn serve_metrics(addr: SocketAddr, stats: Arc<Stats>, log: Arc<Log>) -> anyhow::Result<()> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
-    log.info(&format!(
-        "metrics on http://{}/metrics",
-        server.server_addr()
-    ));
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let ok = matches!(
-                    request.method(),
-                    tiny_http::Method::Get | tiny_http::Method::Head
-                );
-                let response = if ok && request.url() == "/metrics" {
-                    tiny_http::Response::from_string(stats.prometheus()).with_header(
-                        tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4")
-                            .expect("static header"),
-                    )
-                } else {
-                    tiny_http::Response::from_string("not found: the metrics are at /metrics\n")
-                        .with_status_code(404)
-                };
-                let _ = request.respond(response);
-            }
-        })?;
     Ok(())
 }
 
