@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The project's test command: installs the real PowerDNS producers and DNS tools that
-# tests/interop.rs runs (when any is missing), then `cargo test --release` from the repository root.
+# The project's test command: installs the real software the tests run against when any is missing
+# (the PowerDNS producers and DNS tools of tests/interop.rs, ClickHouse's server for
+# tests/clickhouse.rs, Chromium for tests/ui.rs; chdb from PyPI, a current ClickHouse engine in
+# process), then `cargo test --release` from the repository root.
 # Arguments go to cargo test, e.g. `scripts/test.sh --test interop`.
 # Meant for Debian bookworm as root (or with sudo), with cargo installed and ../shared beside the repo.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd chromium)
+packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd chromium clickhouse-server python3-pip)
 # One program (or file) per package: if all are there, nothing is installed.
-needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc chromium)
+needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc chromium clickhouse-server python3)
 
 have() {
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
@@ -36,6 +38,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y --no-install-recommends "${packages[@]}"
+fi
+
+# tests/clickhouse.rs loads the modern schema's batches into chdb (ClickHouse 26.x in process).
+if ! python3 -c 'import chdb' >/dev/null 2>&1; then
+    echo "test.sh: installing chdb from PyPI" >&2
+    python3 -m pip install --quiet chdb ||
+        python3 -m pip install --quiet --break-system-packages chdb
 fi
 
 if [ ! -d "$root/../shared/samples" ]; then

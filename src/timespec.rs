@@ -22,7 +22,7 @@ pub fn parse_time(text: &str, now_us: u64) -> Result<u64, String> {
     })
 }
 
-/// Parses `30s`, `15m`, `2h`, `7d`, `1w` (or a bare number of seconds) as microseconds.
+/// Parses `250ms`, `30s`, `15m`, `2h`, `7d`, `1w` (or a bare number of seconds) as microseconds.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -30,15 +30,20 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{text}` is not a duration such as 30s, 15m, 2h, 7d or 1w"))?;
-    let secs = match unit.trim() {
-        "" | "s" | "sec" | "second" | "seconds" => 1,
-        "m" | "min" | "minute" | "minutes" => 60,
-        "h" | "hour" | "hours" => 3600,
-        "d" | "day" | "days" => 86_400,
-        "w" | "week" | "weeks" => 7 * 86_400,
-        _ => return Err(format!("`{text}` has an unknown unit: use s, m, h, d or w")),
+    let micros: u64 = match unit.trim() {
+        "ms" => 1_000,
+        "" | "s" | "sec" | "second" | "seconds" => 1_000_000,
+        "m" | "min" | "minute" | "minutes" => 60_000_000,
+        "h" | "hour" | "hours" => 3_600_000_000,
+        "d" | "day" | "days" => 86_400_000_000,
+        "w" | "week" | "weeks" => 7 * 86_400_000_000,
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit: use ms, s, m, h, d or w"
+            ))
+        }
     };
-    n.checked_mul(secs * 1_000_000)
+    n.checked_mul(micros)
         .ok_or_else(|| format!("`{text}` is too long"))
 }
 

@@ -183,9 +183,17 @@ impl Target {
             .map_err(|e| anyhow::anyhow!("--table: {e}"))
     }
 
-    fn check_batch_rows(&self) -> Result<()> {
+    /// Checks every option that needs no server, so that a bad one is an error at once rather
+    /// than something a daemon retries.
+    fn check(&self) -> Result<()> {
         if self.batch_rows == 0 {
             bail!("--batch-rows must be at least 1");
+        }
+        Flavor::parse(&self.schema).map_err(|e| anyhow::anyhow!("--schema: {e}"))?;
+        Table::parse(&self.table, Flavor::Modern, self.ttl_days)
+            .map_err(|e| anyhow::anyhow!("--table: {e}"))?;
+        if self.url.is_some() {
+            self.endpoint()?;
         }
         Ok(())
     }
@@ -193,7 +201,6 @@ impl Target {
 
 /// Connects, settles the table (creating it with --create), and returns both.
 fn connect(target: &Target) -> Result<(Client, Table)> {
-    target.check_batch_rows()?;
     let mut client = Client::new(target.endpoint()?);
     client.compress = !target.no_compress;
     let table = target.table(Some(&mut client))?;
@@ -226,6 +233,7 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
     let ExportTo::Clickhouse(args) = ExportArgs::from_arg_matches(m)?.to;
     let filter = args.conditions.filter("")?;
     let target = &args.target;
+    target.check()?;
     if args.print_schema {
         let mut client = match target.url {
             Some(_) => Some(Client::new(target.endpoint()?)),
@@ -237,7 +245,6 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    target.check_batch_rows()?;
     let dir = args.store.resolve()?;
     crate::format::segment_paths(&dir)
         .with_context(|| format!("cannot list the store in {}", dir.display()))?;
@@ -429,7 +436,24 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())?;
     let target = &args.target;
-    let (mut client, table) = connect(target)?;
+    target.endpoint()?;
+    target.check()?;
+    // ClickHouse may be down when the shipper starts (a reboot of both): keep trying.
+    let mut tries = 0u32;
+    let (mut client, table) = loop {
+        match connect(target) {
+            Ok(ok) => break ok,
+            Err(e) if stop.load(Relaxed) => return Err(e),
+            Err(e) => {
+                tries += 1;
+                let wait = Duration::from_secs(1 << tries.min(6));
+                log.limited("connect", || {
+                    format!("{e:#}; trying again in {} s", wait.as_secs())
+                });
+                nap(wait, &stop);
+            }
+        }
+    };
     let position_file = PositionFile {
         path: args
             .position_file

@@ -1,0 +1,632 @@
+//! `dstore export clickhouse` and `dstore ship` against a real ClickHouse: Debian's clickhouse-server
+//! (18.16, the legacy schema), started privately on loopback for each test with its own config and
+//! data folder; and the modern schema loaded into a current ClickHouse engine (chdb, from PyPI) from
+//! the exact batches export writes.
+
+mod common;
+
+use common::{dstore, run, sample, samples, stderr, Scratch};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private clickhouse-server on 127.0.0.1, stopped (by its PID) when dropped.
+struct ClickHouse {
+    dir: PathBuf,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ClickHouse {
+    fn start(dir: &Path) -> ClickHouse {
+        for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("clickhouse dirs");
+        }
+        let d = dir.display();
+        let (tcp_port, http_port) = (common::free_port(), common::free_port());
+        let config = format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/log/server.log</log><errorlog>{d}/log/server.err.log</errorlog><size>10M</size><count>1</count></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <tcp_port>{tcp_port}</tcp_port>
+    <http_port>{http_port}</http_port>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mark_cache_size>67108864</mark_cache_size>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+"#
+        );
+        let users = r#"<?xml version="1.0"?>
+<yandex>
+    <profiles><default></default></profiles>
+    <users>
+        <default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default>
+        <shipper><password>s3cret</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></shipper>
+    </users>
+    <quotas><default></default></quotas>
+</yandex>
+"#;
+        std::fs::write(dir.join("config.xml"), config).expect("write config");
+        std::fs::write(dir.join("users.xml"), users).expect("write users");
+        let mut ch = ClickHouse {
+            dir: dir.to_path_buf(),
+            http_port,
+            child: None,
+        };
+        ch.spawn();
+        ch
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("clickhouse-server")
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "clickhouse-server (Debian package clickhouse-server; scripts/test.sh installs it)",
+            );
+        self.child = Some(child);
+        let started = Instant::now();
+        while started.elapsed() < START_TIMEOUT {
+            if self.try_query("SELECT 1").is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let log = std::fs::read_to_string(self.dir.join("log/server.err.log")).unwrap_or_default();
+        panic!("clickhouse-server did not answer within {START_TIMEOUT:?}: {log}");
+    }
+
+    /// Kills the server (SIGKILL, as a crash) and waits for it.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn try_query(&self, sql: &str) -> Result<String, String> {
+        let endpoint = dstore::clickhouse::Endpoint::parse(&self.url())?;
+        dstore::clickhouse::Client::new(endpoint)
+            .query(sql)
+            .map_err(|e| e.to_string())
+    }
+
+    fn query(&self, sql: &str) -> String {
+        self.try_query(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .trim()
+            .to_string()
+    }
+
+    fn number(&self, sql: &str) -> u64 {
+        let text = self.query(sql);
+        text.parse()
+            .unwrap_or_else(|_| panic!("{sql}: `{text}` is not a number"))
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A store holding every sample stream, with its event count.
+fn sample_store(s: &Scratch) -> (String, u64) {
+    let store = s.path("store").display().to_string();
+    let mut args = vec!["import", "-q", "--storage-dir", &store];
+    let files: Vec<String> = std::fs::read_dir(samples())
+        .expect("samples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pb"))
+        .map(|p| p.display().to_string())
+        .collect();
+    args.extend(files.iter().map(String::as_str));
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = grep_count(&store, &[]);
+    assert!(events > 8000, "{events}");
+    (store, events)
+}
+
+fn grep_count(store: &str, conditions: &[&str]) -> u64 {
+    let mut args = vec!["grep", "--count", "--storage-dir", store];
+    args.extend_from_slice(conditions);
+    let out = run(&args);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("grep --count: {}", stderr(&out)))
+}
+
+/// (qname, qtype, rcode, type, requestor, message id) of every decodable event, as grep shows them.
+fn grep_fields(store: &str) -> BTreeMap<String, u64> {
+    let out = run(&["grep", "--ndjson", "--storage-dir", store]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut seen = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("grep JSON");
+        if v.get("undecodable").is_some() {
+            continue;
+        }
+        let kind = match v["messageType"].as_str().unwrap_or("") {
+            "DNSQueryType" => "query",
+            "DNSResponseType" => "response",
+            "DNSOutgoingQueryType" => "outgoing-query",
+            "DNSIncomingResponseType" => "incoming-response",
+            other => panic!("message type {other}"),
+        };
+        let rcode = if kind.ends_with("response") {
+            v["rcode"].to_string()
+        } else {
+            "\\N".into()
+        };
+        let key = format!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            v["question"].as_str().unwrap_or(""),
+            v["qtype"].as_u64().unwrap_or(0),
+            rcode,
+            kind,
+            v["requestor"].as_str().unwrap_or(""),
+            v["qid"].as_str().unwrap_or("").replace('-', ""),
+        );
+        *seen.entry(key).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// The same fields as ClickHouse holds them (legacy schema: addresses and ids as 16 bytes).
+fn clickhouse_fields(ch: &ClickHouse, table: &str) -> BTreeMap<String, u64> {
+    let text = ch.query(&format!(
+        "SELECT qname, qtype, rcode, type, replaceOne(IPv6NumToString(requestor), '::ffff:', '') AS r, \
+         lower(hex(message_id)) AS m, count() FROM {table} FINAL WHERE undecodable = 0 \
+         GROUP BY qname, qtype, rcode, type, r, m FORMAT TSV"
+    ));
+    text.lines()
+        .map(|l| {
+            let (key, n) = l.rsplit_once('\t').expect("tab");
+            // No address (an outgoing query's requestor) is `::` in ClickHouse, absent in JSON.
+            (key.replace("\t::\t", "\t\t"), n.parse().expect("count"))
+        })
+        .collect()
+}
+
+/// Asserts two tallies are equal, showing a few of the differences rather than both whole.
+fn assert_same(clickhouse: &BTreeMap<String, u64>, grep: &BTreeMap<String, u64>) {
+    let keys: std::collections::BTreeSet<&String> = clickhouse.keys().chain(grep.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| clickhouse.get(*k) != grep.get(*k))
+        .take(10)
+        .map(|k| {
+            format!(
+                "{k}: clickhouse {:?}, grep {:?}",
+                clickhouse.get(k),
+                grep.get(k)
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} vs {} distinct rows; first differences:\n{}",
+        clickhouse.len(),
+        grep.len(),
+        differ.join("\n")
+    );
+}
+
+#[test]
+fn export_copies_the_store_field_for_field() {
+    let s = Scratch::new("ch-export");
+    let ch = ClickHouse::start(&s.path("ch"));
+    let (store, events) = sample_store(&s);
+    let url = ch.url();
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "--storage-dir",
+        &store,
+        "--url",
+        &url,
+        "--create",
+        "--batch-rows",
+        "2000",
+        "--node",
+        "edge1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{events} rows")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
+    assert_eq!(
+        ch.number("SELECT uniqExact(node, seq) FROM dns_events"),
+        events
+    );
+    assert_eq!(
+        ch.query("SELECT groupUniqArray(node) FROM dns_events"),
+        "['edge1']"
+    );
+    // Undecodable frames are rows too, marked.
+    assert_eq!(ch.number("SELECT sum(undecodable) FROM dns_events"), 1060);
+    assert_same(&clickhouse_fields(&ch, "dns_events"), &grep_fields(&store));
+    // Times to the microsecond, as grep has them.
+    let first = run(&["grep", "--ndjson", "--limit", "1", "--storage-dir", &store]);
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).expect("json");
+    assert_eq!(
+        ch.query("SELECT toUInt32(time), time_usec FROM dns_events ORDER BY time, time_usec LIMIT 1 FORMAT TSV"),
+        format!("{}\t{}", v["timeSec"], v["timeUsec"])
+    );
+    // Answers, with A records as text.
+    let answers = ch.number(
+        "SELECT count() FROM dns_events WHERE has(answer_data, '192.0.2.1') AND undecodable = 0",
+    );
+    assert_eq!(answers, grep_count(&store, &["--answer", "192.0.2.1"]));
+
+    // A filtered export into a second table: the same conditions as grep, the same count.
+    let conditions = ["--type", "response", "--qtype", "A"];
+    let mut args = vec![
+        "export",
+        "clickhouse",
+        "--storage-dir",
+        &store,
+        "--url",
+        &url,
+        "--create",
+        "--table",
+        "default.a_responses",
+        "-q",
+    ];
+    args.extend_from_slice(&conditions);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = grep_count(&store, &conditions);
+    assert!(want > 0);
+    assert_eq!(ch.number("SELECT count() FROM a_responses"), want);
+
+    // Exporting again duplicates nothing that FINAL does not fold.
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "-q",
+        "--storage-dir",
+        &store,
+        "--url",
+        &url,
+        "--node",
+        "edge1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ch.number("SELECT count() FROM dns_events"), 2 * events);
+    assert_eq!(ch.number("SELECT count() FROM dns_events FINAL"), events);
+}
+
+#[test]
+fn export_says_what_is_wrong() {
+    let s = Scratch::new("ch-bad");
+    let ch = ClickHouse::start(&s.path("ch"));
+    let (store, _) = sample_store(&s);
+    let closed = format!("http://127.0.0.1:{}", common::free_port());
+    let cases: &[(&[&str], &str)] = &[
+        (&["--url", "ftp://127.0.0.1"], "not an http:// URL"),
+        (
+            &["--url", "https://127.0.0.1:8443"],
+            "https is not supported",
+        ),
+        (
+            &["--url", &ch.url(), "--table", "x;drop"],
+            "not a table name",
+        ),
+        (&["--url", &ch.url(), "--schema", "newest"], "not a schema"),
+        (&["--url", &ch.url(), "--batch-rows", "0"], "at least 1"),
+        (&["--url", &closed], "cannot ask ClickHouse"),
+        (
+            &["--url", &ch.url(), "--table", "missing"],
+            "create it with --create",
+        ),
+        (&["--url", &ch.url(), "--user", "shipper"], "shipper"),
+        (&["--url", &ch.url(), "--qtype", "NOPE"], "--qtype"),
+    ];
+    for (extra, says) in cases {
+        let mut args = vec!["export", "clickhouse", "-q", "--storage-dir", &store];
+        args.extend_from_slice(extra);
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{extra:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    // The right password works.
+    let pw = s.path("pw");
+    std::fs::write(&pw, "s3cret\n").expect("write");
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "-q",
+        "--storage-dir",
+        &store,
+        "--url",
+        &ch.url(),
+        "--user",
+        "shipper",
+        "--password-file",
+        pw.to_str().expect("utf-8"),
+        "--create",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Starts `dstore ship` in the background.
+fn ship(store: &str, url: &str, position: &Path, extra: &[&str]) -> Child {
+    dstore()
+        .args([
+            "ship",
+            "--storage-dir",
+            store,
+            "--url",
+            url,
+            "--create",
+            "--batch-rows",
+            "500",
+            "--flush-interval",
+            "200ms",
+            "--node",
+            "edge1",
+            "--position-file",
+        ])
+        .arg(position)
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dstore ship")
+}
+
+fn import(store: &str, file: &Path) {
+    let out = run(&[
+        "import",
+        "-q",
+        "--storage-dir",
+        store,
+        file.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Polls `f` until it is true, for at most `limit`.
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn stop(mut child: Child) -> String {
+    // SIGTERM, as systemd stops it.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("ship output");
+    assert!(
+        out.status.success(),
+        "ship exited with {:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+    stderr(&out)
+}
+
+#[test]
+fn ship_follows_the_store_through_outages_and_crashes() {
+    let s = Scratch::new("ch-ship");
+    let mut ch = ClickHouse::start(&s.path("ch"));
+    let store = s.path("store").display().to_string();
+    let position = s.path("ship.position");
+    let small = sample("recursor-live-small.pb");
+    let big = sample("dnsdist-live-same-traffic.pb");
+    import(&store, &small);
+
+    // Follows the store as it grows.
+    let shipper = ship(&store, &ch.url(), &position, &[]);
+    let shipped = |ch: &ClickHouse, n: u64| {
+        wait_for(Duration::from_secs(60), || {
+            ch.try_query("SELECT uniqExact(seq) FROM dns_events")
+                .is_ok_and(|t| t.trim() == n.to_string())
+        })
+    };
+    let first = grep_count(&store, &[]);
+    if !shipped(&ch, first) {
+        panic!("the first import was not shipped: {}", stop(shipper));
+    }
+    import(&store, &big);
+    let second = grep_count(&store, &[]);
+    assert!(second > first);
+    assert!(shipped(&ch, second), "the second import was not shipped");
+
+    // ClickHouse goes away while the store grows, and comes back.
+    ch.kill();
+    import(&store, &small);
+    import(&store, &big);
+    std::thread::sleep(Duration::from_secs(2));
+    ch.spawn();
+    let third = grep_count(&store, &[]);
+    assert!(
+        shipped(&ch, third),
+        "not caught up after ClickHouse came back"
+    );
+    let log = stop(shipper);
+    assert!(log.contains("trying again"), "{log}");
+
+    // The shipper killed at random moments while it ships, then restarted each time.
+    for i in 0..5u64 {
+        import(&store, if i % 2 == 0 { &big } else { &small });
+        let mut child = ship(&store, &ch.url(), &position, &[]);
+        let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ (i * 7919);
+        std::thread::sleep(Duration::from_millis(50 + nanos % 400));
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+    }
+    let out = dstore()
+        .args([
+            "ship",
+            "--storage-dir",
+            &store,
+            "--url",
+            &ch.url(),
+            "--node",
+            "edge1",
+        ])
+        .arg("--position-file")
+        .arg(&position)
+        .arg("--until-caught-up")
+        .output()
+        .expect("ship --until-caught-up");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Every event once, and nothing else: duplicates (a batch sent again after a kill) fold.
+    let events = grep_count(&store, &[]);
+    assert_eq!(
+        ch.number("SELECT uniqExact(node, seq) FROM dns_events"),
+        events
+    );
+    assert_eq!(ch.number("SELECT count() FROM dns_events FINAL"), events);
+    assert!(ch.number("SELECT count() FROM dns_events") >= events);
+    assert_same(&clickhouse_fields(&ch, "dns_events"), &grep_fields(&store));
+}
+
+#[test]
+fn ship_refuses_a_damaged_position_file() {
+    let s = Scratch::new("ch-pos");
+    let store = s.path("store").display().to_string();
+    import(&store, &sample("recursor-live-small.pb"));
+    let position = s.path("ship.position");
+    std::fs::write(&position, "segment twelve\n").expect("write");
+    let out = dstore()
+        .args([
+            "ship",
+            "--storage-dir",
+            &store,
+            "--url",
+            "http://127.0.0.1:1",
+            "--schema",
+            "legacy",
+        ])
+        .arg("--position-file")
+        .arg(&position)
+        .output()
+        .expect("ship");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a position file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The modern schema, and the very batches export sends, in a current ClickHouse (chdb).
+#[test]
+fn modern_batches_load_into_current_clickhouse() {
+    let s = Scratch::new("ch-modern");
+    let (store, events) = sample_store(&s);
+    let out_dir = s.path("batches");
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "-q",
+        "--storage-dir",
+        &store,
+        "--schema",
+        "modern",
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+        "--batch-rows",
+        "3000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let loader = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chdb_load.py");
+    let out = Command::new("python3")
+        .arg(&loader)
+        .arg(&out_dir)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "tests/chdb_load.py (needs `pip install chdb`; scripts/test.sh installs it): {}",
+        stderr(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    assert_eq!(got["rows"], events.to_string(), "{text}");
+    assert_eq!(got["undecodable"], "1060", "{text}");
+    assert!(
+        got["version"].starts_with(|c: char| c.is_ascii_digit()),
+        "{text}"
+    );
+    // UUIDs, IPv6 and microsecond times read back as grep shows them.
+    let first = run(&[
+        "grep",
+        "--ndjson",
+        "--limit",
+        "1",
+        "--type",
+        "response",
+        "--storage-dir",
+        &store,
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).expect("json");
+    assert_eq!(
+        got["first_response_id"],
+        v["qid"].as_str().expect("qid"),
+        "{text}"
+    );
+    assert_eq!(
+        got["first_response_requestor"],
+        format!("::ffff:{}", v["requestor"].as_str().expect("requestor")),
+        "{text}"
+    );
+    assert_eq!(
+        got["first_response_time"],
+        format!(
+            "{}.{:06}",
+            v["timeSec"],
+            v["timeUsec"].as_u64().expect("usec")
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        got["responses_a"],
+        grep_count(&store, &["--type", "response", "--qtype", "A"]).to_string()
+    );
+    assert!(got["ttl"].contains("TTL"), "{text}");
+}
