@@ -9,9 +9,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd chromium clickhouse-server python3-pip)
+packages=(dnsdist pdns-recursor pdns-server pdns-backend-bind pdns-tools dnsperf dnsutils netcat-openbsd chromium clickhouse-server python3-pip openssl)
 # One program (or file) per package: if all are there, nothing is installed.
-needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc chromium clickhouse-server python3)
+needed=(dnsdist pdns_recursor rec_control pdns_server dnspcap2protobuf dnsperf dig nc chromium clickhouse-server python3 openssl)
 
 have() {
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]

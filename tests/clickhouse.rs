@@ -15,18 +15,104 @@ use std::time::{Duration, Instant};
 struct ClickHouse {
     dir: PathBuf,
     http_port: u16,
+    /// With TLS: the https port.
+    https_port: Option<u16>,
     child: Option<Child>,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Makes a CA and a certificate it signs for 127.0.0.1 (openssl's command line), in `dir`.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian package openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    let days = ["-days", "2"];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=dstore test CA",
+            ][..],
+            &days,
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write leaf.ext");
+    openssl(
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "cert.pem",
+                "-extfile",
+                "leaf.ext",
+            ][..],
+            &days,
+        ]
+        .concat(),
+    );
+}
+
 impl ClickHouse {
     fn start(dir: &Path) -> ClickHouse {
+        ClickHouse::start_with(dir, false)
+    }
+
+    fn start_with(dir: &Path, tls: bool) -> ClickHouse {
         for sub in ["data", "tmp", "user_files", "format_schemas", "log"] {
             std::fs::create_dir_all(dir.join(sub)).expect("clickhouse dirs");
         }
         let d = dir.display();
         let (tcp_port, http_port) = (common::free_port(), common::free_port());
+        let https_port = tls.then(common::free_port);
+        let https = match https_port {
+            Some(port) => {
+                make_certificates(dir);
+                format!(
+                    "<https_port>{port}</https_port>\n    <openSSL><server><certificateFile>{d}/cert.pem</certificateFile><privateKeyFile>{d}/key.pem</privateKeyFile><verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile><disableProtocols>sslv2,sslv3</disableProtocols></server></openSSL>"
+                )
+            }
+            None => String::new(),
+        };
         let config = format!(
             r#"<?xml version="1.0"?>
 <yandex>
@@ -34,6 +120,7 @@ impl ClickHouse {
     <listen_host>127.0.0.1</listen_host>
     <tcp_port>{tcp_port}</tcp_port>
     <http_port>{http_port}</http_port>
+    {https}
     <path>{d}/data/</path>
     <tmp_path>{d}/tmp/</tmp_path>
     <user_files_path>{d}/user_files/</user_files_path>
@@ -62,6 +149,7 @@ impl ClickHouse {
         let mut ch = ClickHouse {
             dir: dir.to_path_buf(),
             http_port,
+            https_port,
             child: None,
         };
         ch.spawn();
@@ -107,7 +195,7 @@ impl ClickHouse {
 
     fn try_query(&self, sql: &str) -> Result<String, String> {
         let endpoint = dstore::clickhouse::Endpoint::parse(&self.url())?;
-        dstore::clickhouse::Client::new(endpoint)
+        dstore::clickhouse::Client::new(endpoint)?
             .query(sql)
             .map_err(|e| e.to_string())
     }
@@ -331,10 +419,13 @@ fn export_says_what_is_wrong() {
     let (store, _) = sample_store(&s);
     let closed = format!("http://127.0.0.1:{}", common::free_port());
     let cases: &[(&[&str], &str)] = &[
-        (&["--url", "ftp://127.0.0.1"], "not an http:// URL"),
         (
-            &["--url", "https://127.0.0.1:8443"],
-            "https is not supported",
+            &["--url", "ftp://127.0.0.1"],
+            "not an http:// or https:// URL",
+        ),
+        (
+            &["--url", "https://127.0.0.1:1", "--ca-file", "/nonexistent"],
+            "cannot read CA file",
         ),
         (
             &["--url", &ch.url(), "--table", "x;drop"],
@@ -376,6 +467,56 @@ fn export_says_what_is_wrong() {
         "--create",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn export_over_tls_checks_the_certificate() {
+    let s = Scratch::new("ch-tls");
+    let ch = ClickHouse::start_with(&s.path("ch"), true);
+    let (store, events) = sample_store(&s);
+    let url = format!("https://127.0.0.1:{}", ch.https_port.expect("https"));
+    let ca = s.path("ch/ca.pem").display().to_string();
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "-q",
+        "--storage-dir",
+        &store,
+        "--url",
+        &url,
+        "--ca-file",
+        &ca,
+        "--create",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
+    // The server's certificate is checked: not signed by a public CA, so refused without --ca-file.
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "-q",
+        "--storage-dir",
+        &store,
+        "--url",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("UnknownIssuer"), "{}", stderr(&out));
+    // A CA file that is not one.
+    let out = run(&[
+        "export",
+        "clickhouse",
+        "-q",
+        "--storage-dir",
+        &store,
+        "--url",
+        &url,
+        "--ca-file",
+        &store,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--ca-file"), "{}", stderr(&out));
+    assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
 }
 
 /// Starts `dstore ship` in the background.

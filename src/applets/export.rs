@@ -23,9 +23,12 @@ use std::time::{Duration, Instant};
 /// Where and how to reach ClickHouse, and the table: shared by export and ship.
 #[derive(clap::Args, Debug)]
 struct Target {
-    /// ClickHouse's HTTP interface, http://HOST:PORT
+    /// ClickHouse's HTTP interface, http://HOST:PORT or https://HOST:PORT
     #[arg(long, value_name = "URL")]
     url: Option<String>,
+    /// With https: trust the CAs in this PEM file rather than the usual public ones
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
     /// The table, TABLE or DATABASE.TABLE
     #[arg(long, value_name = "TABLE", default_value = "dns_events")]
     table: String,
@@ -157,7 +160,15 @@ impl Target {
             e.user = Some("default".into());
         }
         e.timeout = Duration::from_secs(self.timeout.max(1));
+        e.ca_file = self.ca_file.clone();
         Ok(e)
+    }
+
+    fn client(&self) -> Result<Client> {
+        let mut client =
+            Client::new(self.endpoint()?).map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?;
+        client.compress = !self.no_compress;
+        Ok(client)
     }
 
     fn node(&self) -> String {
@@ -193,7 +204,7 @@ impl Target {
         Table::parse(&self.table, Flavor::Modern, self.ttl_days)
             .map_err(|e| anyhow::anyhow!("--table: {e}"))?;
         if self.url.is_some() {
-            self.endpoint()?;
+            self.client()?;
         }
         Ok(())
     }
@@ -201,8 +212,7 @@ impl Target {
 
 /// Connects, settles the table (creating it with --create), and returns both.
 fn connect(target: &Target) -> Result<(Client, Table)> {
-    let mut client = Client::new(target.endpoint()?);
-    client.compress = !target.no_compress;
+    let mut client = target.client()?;
     let table = target.table(Some(&mut client))?;
     if target.create {
         client
@@ -236,7 +246,7 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
     target.check()?;
     if args.print_schema {
         let mut client = match target.url {
-            Some(_) => Some(Client::new(target.endpoint()?)),
+            Some(_) => Some(target.client()?),
             None => None,
         };
         println!(
