@@ -666,6 +666,48 @@ fn ship_follows_the_store_through_outages_and_crashes() {
     assert_same(&clickhouse_fields(&ch, "dns_events"), &grep_fields(&store));
 }
 
+/// ship behind a running ingest: blocks are read from the segment ingest is still writing.
+#[test]
+fn ship_follows_a_running_ingest() {
+    let s = Scratch::new("ch-live");
+    let ch = ClickHouse::start(&s.path("ch"));
+    let store = s.path("store").display().to_string();
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut ingest = dstore()
+        .args(["ingest", "--storage-dir", &store, "--listen", &listen])
+        .args(["--flush-interval", "200ms", "--status-interval", "0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dstore ingest");
+    let mut producer = None;
+    assert!(wait_for(Duration::from_secs(20), || {
+        producer = std::net::TcpStream::connect(&listen).ok();
+        producer.is_some()
+    }));
+    let mut producer = producer.expect("connected");
+    let position = s.path("ship.position");
+    let shipper = ship(&store, &ch.url(), &position, &[]);
+    let mut sent = 0;
+    for name in ["recursor-live-small.pb", "dnsdist-live-same-traffic.pb"] {
+        let bytes = std::fs::read(sample(name)).expect("sample");
+        sent += common::frames_of(&bytes).len() as u64;
+        std::io::Write::write_all(&mut producer, &bytes).expect("send to ingest");
+        let shipped = wait_for(Duration::from_secs(60), || {
+            ch.try_query("SELECT uniqExact(seq) FROM dns_events")
+                .is_ok_and(|t| t.trim() == sent.to_string())
+        });
+        assert!(shipped, "{name}: not shipped while ingest runs");
+    }
+    // Ingest ran all along: ship read the segment it was writing (sealed only when it stops).
+    assert!(ingest.try_wait().expect("ingest status").is_none());
+    drop(producer);
+    stop(ingest);
+    stop(shipper);
+    assert_eq!(grep_count(&store, &[]), sent);
+    assert_eq!(ch.number("SELECT count() FROM dns_events FINAL"), sent);
+    assert_same(&clickhouse_fields(&ch, "dns_events"), &grep_fields(&store));
+}
+
 #[test]
 fn ship_refuses_a_damaged_position_file() {
     let s = Scratch::new("ch-pos");
