@@ -35,9 +35,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
         echo "test.sh: need root (or sudo) to install ${packages[*]}" >&2
         exit 1
     fi
+    # The tests start the servers they need, privately on loopback: keep the packages from
+    # starting system services of their own (on ports 53, 8123, ...) while they install, as a
+    # container's policy-rc.d does; one that is already there is left alone.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        trap '"${sudo[@]}" rm -f "$policy"' EXIT
+    fi
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y --no-install-recommends "${packages[@]}"
+    if [ "$(trap -p EXIT)" ]; then
+        "${sudo[@]}" rm -f "$policy"
+        trap - EXIT
+    fi
 fi
 
 # tests/clickhouse.rs loads the modern schema's batches into chdb (ClickHouse 26.x in process).

@@ -686,7 +686,13 @@ fn ship_follows_a_running_ingest() {
     }));
     let mut producer = producer.expect("connected");
     let position = s.path("ship.position");
-    let shipper = ship(&store, &ch.url(), &position, &[]);
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let shipper = ship(
+        &store,
+        &ch.url(),
+        &position,
+        &["--metrics-listen", &metrics],
+    );
     let mut sent = 0;
     for name in ["recursor-live-small.pb", "dnsdist-live-same-traffic.pb"] {
         let bytes = std::fs::read(sample(name)).expect("sample");
@@ -700,6 +706,20 @@ fn ship_follows_a_running_ingest() {
     }
     // Ingest ran all along: ship read the segment it was writing (sealed only when it stops).
     assert!(ingest.try_wait().expect("ingest status").is_none());
+    // Its metrics say so too: every row shipped, nothing behind.
+    let metric = |name: &str| -> Option<f64> {
+        let mut conn = std::net::TcpStream::connect(&metrics).ok()?;
+        std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut text).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert!(wait_for(Duration::from_secs(10), || {
+        metric("dstore_ship_rows_total") == Some(sent as f64)
+            && metric("dstore_ship_lag_bytes") == Some(0.0)
+    }));
+    assert_eq!(metric("dstore_ship_failures_total"), Some(0.0));
     drop(producer);
     stop(ingest);
     stop(shipper);
