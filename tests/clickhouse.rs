@@ -755,6 +755,26 @@ fn ship_refuses_a_damaged_position_file() {
         "{}",
         stderr(&out)
     );
+    // Options are checked before anything is tried, not retried like an absent server.
+    for (args, says) in [
+        (&["--schema", "legacy"][..], "--url is required"),
+        (
+            &["--url", "http://127.0.0.1:1", "--table", "a-b"],
+            "not a table name",
+        ),
+        (
+            &["--url", "http://127.0.0.1:1", "--flush-interval", "soon"],
+            "--flush-interval",
+        ),
+    ] {
+        let out = dstore()
+            .args(["ship", "--storage-dir", &store])
+            .args(args)
+            .output()
+            .expect("ship");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
 }
 
 /// The modern schema, and the very batches export sends, in a current ClickHouse (chdb).

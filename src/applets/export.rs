@@ -12,7 +12,7 @@ use crate::log::Log;
 use crate::timespec::parse_duration;
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -258,17 +258,18 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
     let dir = args.store.resolve()?;
     crate::format::segment_paths(&dir)
         .with_context(|| format!("cannot list the store in {}", dir.display()))?;
-    let (mut client, table) = match &args.out {
+    let (mut sink, table) = match &args.out {
         Some(out) => {
             let table = target.table(None)?;
             write_statements(out, &table)?;
-            (None, table)
+            (Sink::Files(out.clone()), table)
         }
         None => {
             let (client, table) = connect(target)?;
-            (Some(client), table)
+            (Sink::ClickHouse(client), table)
         }
     };
+    let progress = !args.quiet && std::io::stderr().is_terminal();
     let started = Instant::now();
     let mut reader = Reader::new(&dir, &target.node(), table.flavor, filter);
     let mut pos = Position::default();
@@ -279,19 +280,18 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
             .fill(&mut pos, &mut batch, target.batch_rows)
             .with_context(|| format!("reading {}", dir.display()))?;
         if batch.rows > 0 {
-            match (&mut client, &args.out) {
-                (Some(c), _) => insert(c, &table, &batch)?,
-                (None, Some(out)) => {
-                    let path = out.join(format!("batch-{:06}.rowbinary", batches + 1));
+            batches += 1;
+            match &mut sink {
+                Sink::ClickHouse(c) => insert(c, &table, &batch)?,
+                Sink::Files(out) => {
+                    let path = out.join(format!("batch-{batches:06}.rowbinary"));
                     std::fs::write(&path, &batch.data)
                         .with_context(|| format!("cannot write {}", path.display()))?;
                 }
-                (None, None) => unreachable!("export sends or writes"),
             }
             rows += batch.rows;
-            batches += 1;
             batch.clear();
-            if !args.quiet {
+            if progress {
                 eprint!("\rdstore export: {rows} rows in {batches} batches");
             }
         }
@@ -301,17 +301,16 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
     }
     let secs = started.elapsed().as_secs_f64();
     if !args.quiet {
-        let sent = client
-            .as_ref()
-            .map(|c| {
-                format!(
-                    ", {:.1} bytes sent per row",
-                    c.sent_bytes as f64 / rows.max(1) as f64
-                )
-            })
-            .unwrap_or_default();
+        let sent = match &sink {
+            Sink::ClickHouse(c) => format!(
+                ", {:.1} bytes sent per row",
+                c.sent_bytes as f64 / rows.max(1) as f64
+            ),
+            Sink::Files(_) => String::new(),
+        };
         eprintln!(
-            "\rdstore export: {rows} rows in {batches} batches to {} in {secs:.2} s ({:.0} rows/s{sent})",
+            "{}dstore export: {rows} rows in {batches} batches to {} in {secs:.2} s ({:.0} rows/s{sent})",
+            if progress { "\r" } else { "" },
             table.qualified(),
             rows as f64 / secs.max(1e-9)
         );
@@ -324,6 +323,13 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
     } else {
         ExitCode::from(super::EXIT_ERROR)
     })
+}
+
+/// Where export puts its batches.
+enum Sink {
+    ClickHouse(Client),
+    /// `--out DIR`: files, for loading elsewhere.
+    Files(PathBuf),
 }
 
 fn write_statements(out: &Path, table: &Table) -> Result<()> {
@@ -446,9 +452,9 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())?;
     let target = &args.target;
-    target.endpoint()?;
     target.check()?;
-    // ClickHouse may be down when the shipper starts (a reboot of both): keep trying.
+    target.endpoint()?; // --url is required, and only the server's answers are retried
+                        // ClickHouse may be down when the shipper starts (a reboot of both): keep trying.
     let mut tries = 0u32;
     let (mut client, table) = loop {
         match connect(target) {
