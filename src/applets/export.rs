@@ -177,21 +177,17 @@ impl Target {
 
     /// The table, its flavor taken from --schema or, for `auto`, from the server's version.
     fn table(&self, client: Option<&mut Client>) -> Result<Table> {
-        let flavor =
+        let mut table = Table::parse(&self.table, Flavor::Modern, self.ttl_days)
+            .map_err(|e| anyhow::anyhow!("--table: {e}"))?;
+        table.flavor =
             match Flavor::parse(&self.schema).map_err(|e| anyhow::anyhow!("--schema: {e}"))? {
                 Some(f) => f,
                 None => match client {
-                    Some(c) => {
-                        let version = c.query("SELECT version()").with_context(|| {
-                            format!("cannot ask ClickHouse at {} its version", c.endpoint())
-                        })?;
-                        Flavor::for_version(&version).map_err(|e| anyhow::anyhow!(e))?
-                    }
+                    Some(c) => server_flavor(c, &table)?,
                     None => Flavor::Modern,
                 },
             };
-        Table::parse(&self.table, flavor, self.ttl_days)
-            .map_err(|e| anyhow::anyhow!("--table: {e}"))
+        Ok(table)
     }
 
     /// Checks every option that needs no server, so that a bad one is an error at once rather
@@ -208,6 +204,33 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// The flavor for `table` on this server: the one of the table if it exists (a server upgraded
+/// since it was created keeps its legacy table), else the newest the server's version takes.
+fn server_flavor(c: &mut Client, table: &Table) -> Result<Flavor> {
+    let server = c.endpoint().to_string();
+    let asked = |e| {
+        anyhow::anyhow!(
+            "cannot ask ClickHouse at {server} about {}: {e}",
+            table.qualified()
+        )
+    };
+    let database = match &table.database {
+        Some(db) => format!("'{db}'"),
+        None => "currentDatabase()".into(),
+    };
+    let time_type = c
+        .query(&format!(
+            "SELECT type FROM system.columns WHERE database = {database} AND table = '{}' AND name = 'time' FORMAT TSV",
+            table.name
+        ))
+        .map_err(asked)?;
+    if let Some(flavor) = Flavor::of_time_column(time_type.trim()) {
+        return Ok(flavor);
+    }
+    let version = c.query("SELECT version()").map_err(asked)?;
+    Flavor::for_version(&version).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Connects, settles the table (creating it with --create), and returns both.

@@ -31,6 +31,17 @@ impl Flavor {
         }
     }
 
+    /// The flavor of an existing table, from the type of its `time` column.
+    pub fn of_time_column(column_type: &str) -> Option<Flavor> {
+        if column_type.starts_with("DateTime64") {
+            Some(Flavor::Modern)
+        } else if column_type.starts_with("DateTime") {
+            Some(Flavor::Legacy)
+        } else {
+            None
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Option<Flavor>, String> {
         match s {
             "auto" => Ok(None),
@@ -211,6 +222,15 @@ mod tests {
         assert_eq!(Flavor::for_version("20.1.2.4"), Ok(Flavor::Modern));
         assert_eq!(Flavor::for_version("26.1.1.1\n"), Ok(Flavor::Modern));
         assert!(Flavor::for_version("<html>").is_err());
+        assert_eq!(
+            Flavor::of_time_column("DateTime64(6, 'UTC')"),
+            Some(Flavor::Modern)
+        );
+        assert_eq!(
+            Flavor::of_time_column("DateTime('UTC')"),
+            Some(Flavor::Legacy)
+        );
+        assert_eq!(Flavor::of_time_column(""), None);
     }
 
     #[test]
