@@ -300,6 +300,20 @@ fn clickhouse_fields(ch: &ClickHouse, table: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// `dstore export clickhouse -q --storage-dir STORE ARGS...`.
+fn export(store: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["export", "clickhouse", "-q", "--storage-dir", store];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
+/// The same, with its summary on stderr.
+fn export_loud(store: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["export", "clickhouse", "--storage-dir", store];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
 /// Asserts two tallies are equal, showing a few of the differences rather than both whole.
 fn assert_same(clickhouse: &BTreeMap<String, u64>, grep: &BTreeMap<String, u64>) {
     let keys: std::collections::BTreeSet<&String> = clickhouse.keys().chain(grep.keys()).collect();
@@ -330,19 +344,18 @@ fn export_copies_the_store_field_for_field() {
     let ch = ClickHouse::start(&s.path("ch"));
     let (store, events) = sample_store(&s);
     let url = ch.url();
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "--storage-dir",
+    let out = export_loud(
         &store,
-        "--url",
-        &url,
-        "--create",
-        "--batch-rows",
-        "2000",
-        "--node",
-        "edge1",
-    ]);
+        &[
+            "--url",
+            &url,
+            "--create",
+            "--batch-rows",
+            "2000",
+            "--node",
+            "edge1",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("{events} rows")),
@@ -396,17 +409,7 @@ fn export_copies_the_store_field_for_field() {
     assert_eq!(ch.number("SELECT count() FROM a_responses"), want);
 
     // Exporting again duplicates nothing that FINAL does not fold.
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "-q",
-        "--storage-dir",
-        &store,
-        "--url",
-        &url,
-        "--node",
-        "edge1",
-    ]);
+    let out = export(&store, &["--url", &url, "--node", "edge1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ch.number("SELECT count() FROM dns_events"), 2 * events);
     assert_eq!(ch.number("SELECT count() FROM dns_events FINAL"), events);
@@ -452,20 +455,18 @@ fn export_says_what_is_wrong() {
     // The right password works.
     let pw = s.path("pw");
     std::fs::write(&pw, "s3cret\n").expect("write");
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "-q",
-        "--storage-dir",
+    let out = export(
         &store,
-        "--url",
-        &ch.url(),
-        "--user",
-        "shipper",
-        "--password-file",
-        pw.to_str().expect("utf-8"),
-        "--create",
-    ]);
+        &[
+            "--url",
+            &ch.url(),
+            "--user",
+            "shipper",
+            "--password-file",
+            pw.to_str().expect("utf-8"),
+            "--create",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -476,44 +477,15 @@ fn export_over_tls_checks_the_certificate() {
     let (store, events) = sample_store(&s);
     let url = format!("https://127.0.0.1:{}", ch.https_port.expect("https"));
     let ca = s.path("ch/ca.pem").display().to_string();
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "-q",
-        "--storage-dir",
-        &store,
-        "--url",
-        &url,
-        "--ca-file",
-        &ca,
-        "--create",
-    ]);
+    let out = export(&store, &["--url", &url, "--ca-file", &ca, "--create"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
     // The server's certificate is checked: not signed by a public CA, so refused without --ca-file.
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "-q",
-        "--storage-dir",
-        &store,
-        "--url",
-        &url,
-    ]);
+    let out = export(&store, &["--url", &url]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("UnknownIssuer"), "{}", stderr(&out));
     // A CA file that is not one.
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "-q",
-        "--storage-dir",
-        &store,
-        "--url",
-        &url,
-        "--ca-file",
-        &store,
-    ]);
+    let out = export(&store, &["--url", &url, "--ca-file", &store]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--ca-file"), "{}", stderr(&out));
     assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
@@ -783,19 +755,17 @@ fn modern_batches_load_into_current_clickhouse() {
     let s = Scratch::new("ch-modern");
     let (store, events) = sample_store(&s);
     let out_dir = s.path("batches");
-    let out = run(&[
-        "export",
-        "clickhouse",
-        "-q",
-        "--storage-dir",
+    let out = export(
         &store,
-        "--schema",
-        "modern",
-        "--out",
-        out_dir.to_str().expect("utf-8"),
-        "--batch-rows",
-        "3000",
-    ]);
+        &[
+            "--schema",
+            "modern",
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+            "--batch-rows",
+            "3000",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let loader = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chdb_load.py");
     let out = Command::new("python3")

@@ -553,6 +553,11 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
             stats.damaged_blocks.fetch_add(1, Relaxed);
             log.info(&format!("skipped a damaged block: {note}"));
         }
+        if let Some(note) = reader.notes.waiting.take() {
+            log.limited("waiting", || {
+                format!("waiting for a block of the segment being written to check out: {note}")
+            });
+        }
         for note in reader.notes.gone.drain(..) {
             stats.gone_segments.fetch_add(1, Relaxed);
             log.info(&format!("lost events: {note}"));

@@ -38,12 +38,14 @@ impl Batch {
     }
 }
 
-/// What reading met besides rows: damaged blocks (skipped) and segments that were removed before
-/// they were read to the end.
+/// What reading met besides rows: damaged blocks (skipped), segments that were removed before
+/// they were read to the end, and a block of the segment being written that does not check out
+/// (yet: reading waits there).
 #[derive(Default, Debug)]
 pub struct Notes {
     pub damaged: Vec<String>,
     pub gone: Vec<String>,
+    pub waiting: Option<String>,
 }
 
 pub struct Reader {
@@ -138,6 +140,7 @@ impl Reader {
                 }
                 if let Err(e) = decode_block(&segment, block, &mut self.decoded, &mut self.buf) {
                     if being_written {
+                        self.notes.waiting = Some(e.to_string());
                         return Ok(true);
                     }
                     self.notes.damaged.push(e.to_string());
