@@ -491,6 +491,13 @@ fn export_over_tls_checks_the_certificate() {
     assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
 }
 
+/// A number that differs from run to run, for moments to kill at.
+fn jitter() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() / 1000)
+}
+
 /// Starts `dstore ship` in the background.
 fn ship(store: &str, url: &str, position: &Path, extra: &[&str]) -> Child {
     dstore()
@@ -587,7 +594,11 @@ fn ship_follows_the_store_through_outages_and_crashes() {
     assert!(second > first);
     assert!(shipped(&ch, second), "the second import was not shipped");
 
-    // ClickHouse goes away while the store grows, and comes back.
+    // ClickHouse killed while ship sends a backlog (batches of 500 rows), more events arriving
+    // while it is down; then it comes back.
+    import(&store, &big);
+    import(&store, &small);
+    std::thread::sleep(Duration::from_millis(100 + u64::from(jitter()) % 400));
     ch.kill();
     import(&store, &small);
     import(&store, &big);
@@ -605,8 +616,7 @@ fn ship_follows_the_store_through_outages_and_crashes() {
     for i in 0..5u64 {
         import(&store, if i % 2 == 0 { &big } else { &small });
         let mut child = ship(&store, &ch.url(), &position, &[]);
-        let nanos = Instant::now().elapsed().subsec_nanos() as u64 ^ (i * 7919);
-        std::thread::sleep(Duration::from_millis(50 + nanos % 400));
+        std::thread::sleep(Duration::from_millis(50 + u64::from(jitter()) % 400));
         child.kill().expect("kill -9");
         let _ = child.wait();
     }
