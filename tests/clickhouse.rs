@@ -495,7 +495,7 @@ fn export_over_tls_checks_the_certificate() {
 fn jitter() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() / 1000)
+        .map_or(0, |d| d.subsec_micros())
 }
 
 /// Starts `dstore ship` in the background.
