@@ -4,7 +4,6 @@ use crate::config::StoreArgs;
 use crate::format::store::now_us;
 use crate::format::{Recovery, StoreWriter, WriterOptions};
 use crate::frame::{FrameReader, FrameWidth};
-use crate::pb;
 use anyhow::{Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use std::io::{IsTerminal, Read};
@@ -83,9 +82,8 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
                     break;
                 }
             };
-            let undecodable = !pb::decodes(frame);
             writer
-                .append(frame, now_us(), undecodable)
+                .append(frame, now_us())
                 .context("cannot write to the store")?;
             if progress && last_report.elapsed().as_millis() >= 250 {
                 last_report = Instant::now();
