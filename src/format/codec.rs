@@ -260,9 +260,12 @@ impl Encoder {
         let mut shape_ids = Vec::with_capacity(events.len() * 2);
         let mut refs = Vec::with_capacity(events.len() * 2);
         let mut opaque = Vec::new();
-        let mut shapes: FastMap<Vec<u8>, u64> = FastMap::default();
+        let mut shapes: FastMap<Vec<u8>, u64> =
+            FastMap::with_capacity_and_hasher(256, Default::default());
         let mut shape_list: Vec<u8> = Vec::new();
-        let mut by_id: FastMap<&[u8], u32> = FastMap::default();
+        // Sized for the block up front: growing them cost more than filling them.
+        let mut by_id: FastMap<&[u8], u32> =
+            FastMap::with_capacity_and_hasher(events.len(), Default::default());
         let mut prev_time = 0u64;
 
         for (index, event) in events.iter().enumerate() {

@@ -251,8 +251,14 @@ impl StoreWriter {
     /// Hands what is pending to the encoders, and writes the blocks they have finished, in order.
     fn write_block(&mut self) -> Result<(), Error> {
         if !self.pending.is_empty() {
-            let frames = std::mem::take(&mut self.frames);
-            let pending = std::mem::take(&mut self.pending);
+            // The next block's buffers start at the size this one reached, rather than grow to it
+            // again by doubling (which copied every frame about once more).
+            let next = (
+                Vec::with_capacity(self.frames.capacity()),
+                Vec::with_capacity(self.pending.capacity()),
+            );
+            let frames = std::mem::replace(&mut self.frames, next.0);
+            let pending = std::mem::replace(&mut self.pending, next.1);
             self.pool.submit(frames, pending, self.degraded);
         }
         self.write_encoded(false)

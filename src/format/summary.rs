@@ -106,7 +106,8 @@ pub fn build(events: &[Event], facts: &[Option<Facts>]) -> Vec<u8> {
     let (mut types, mut qtypes, mut rcodes) =
         (Counts::default(), Counts::default(), Counts::default());
     // The hashes of the distinct names and parents: the filter's size follows their number.
-    let mut hashes: FastSet<u64> = FastSet::default();
+    let mut hashes: FastSet<u64> =
+        FastSet::with_capacity_and_hasher(events.len(), Default::default());
     let mut last_name: &[u8] = &[];
     let mut key = Vec::new();
     for (e, f) in events.iter().zip(facts) {

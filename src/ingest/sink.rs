@@ -23,6 +23,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    pub fn with_capacity(bytes: usize) -> Batch {
+        // About 150 bytes a frame, as PowerDNS messages go.
+        let events = bytes / 128;
+        Batch {
+            frames: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(events),
+            receive_time_us: Vec::with_capacity(events),
+        }
+    }
     pub fn push(&mut self, frame: &[u8], receive_time_us: u64) {
         self.frames.extend_from_slice(frame);
         self.ends.push(self.frames.len() as u32);
@@ -40,7 +49,7 @@ pub struct Sink {
     pub dir: PathBuf,
     pub options: WriterOptions,
     pub flush_interval: Duration,
-    /// The bound of the queue from the event loop; above a quarter of it the writer is behind.
+    /// The bound of the queue from the event loop; above an eighth of it the writer is behind.
     pub queue_bytes: u64,
     pub stats: Arc<Stats>,
     pub log: Arc<Log>,
@@ -132,13 +141,15 @@ impl Sink {
 
     /// Whether the encoders are behind, so that blocks should be written in the degraded form
     /// (every frame opaque, no summary) rather than let the queue fill and events be dropped:
-    /// from a quarter of the queue's bound until it is down to a sixteenth.
+    /// from an eighth of the queue's bound until it is down to a thirty-second. How many blocks
+    /// end up degraded depends on the CPU left, not on these marks; low marks keep the queue, and
+    /// so the daemon's memory, small.
     fn behind(&self, was: bool) -> bool {
         let queued = self.stats.queued_bytes.load(Relaxed);
         let limit = if was {
-            self.queue_bytes / 16
+            self.queue_bytes / 32
         } else {
-            self.queue_bytes / 4
+            self.queue_bytes / 8
         };
         queued > limit
     }
