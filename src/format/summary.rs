@@ -108,7 +108,9 @@ pub fn build(events: &[Event], facts: &[Option<Facts>]) -> Vec<u8> {
     // The hashes of the distinct names and parents: the filter's size follows their number.
     let mut hashes: FastSet<u64> =
         FastSet::with_capacity_and_hasher(events.len(), Default::default());
-    let mut last_name: &[u8] = &[];
+    // Names already taken in, as sent: popular names come back many times in a block, and one
+    // lookup costs less than keying and hashing a name and its parents again.
+    let mut seen: FastSet<&[u8]> = FastSet::with_capacity_and_hasher(1024, Default::default());
     let mut key = Vec::new();
     for (e, f) in events.iter().zip(facts) {
         let Some(f) = f else { continue };
@@ -121,9 +123,7 @@ pub fn build(events: &[Event], facts: &[Option<Facts>]) -> Vec<u8> {
                 counts.add(v as u32);
             }
         }
-        // A response mostly follows its query: the name just seen needs no second look.
-        if let Some(q) = f.qname(e.frame).filter(|q| *q != last_name) {
-            last_name = q;
+        if let Some(q) = f.qname(e.frame).filter(|q| seen.insert(q)) {
             name_key_into(q, &mut key);
             hashes.extend(name_and_parents(&key).map(hash));
         }
