@@ -515,8 +515,13 @@ impl<'a> Sections<'a> {
     }
 
     fn add(&mut self, kind: u8, key: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
-        scratch.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
-        let compressed = lz4_flex::block::compress_into(raw, scratch).unwrap_or(usize::MAX);
+        // The scratch only grows, so that it is not zeroed again for every section.
+        let room = lz4_flex::block::get_maximum_output_size(raw.len());
+        if scratch.len() < room {
+            scratch.resize(room, 0);
+        }
+        let compressed =
+            lz4_flex::block::compress_into(raw, &mut scratch[..room]).unwrap_or(usize::MAX);
         let (storage, body) = if compressed < raw.len() {
             (STORED_LZ4, &scratch[..compressed])
         } else {
@@ -553,12 +558,17 @@ pub struct Section<'a> {
 impl Section<'_> {
     /// The section's bytes, decompressed into `buf`.
     pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), CodecError> {
-        buf.clear();
         if !self.stored_lz4 {
+            buf.clear();
             buf.extend_from_slice(self.body);
             return Ok(());
         }
-        buf.resize(self.raw_len, 0);
+        // Only growth is zeroed: the decompressor overwrites every byte it reports, and a short
+        // count is an error below.
+        if buf.len() < self.raw_len {
+            buf.resize(self.raw_len, 0);
+        }
+        buf.truncate(self.raw_len);
         match lz4_flex::block::decompress_into(self.body, buf) {
             Ok(n) if n == self.raw_len => Ok(()),
             Ok(n) => bad(format!(
