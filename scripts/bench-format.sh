@@ -62,7 +62,9 @@ timed() {
 say "== build"
 cargo build --release --example gen_traffic
 cargo build --release
-DSTORE=target/release/dstore
+# DSTORE=/path/to/dstore measures that executable instead of this tree's, to set an older build
+# beside this one (run the script once with each, alternating).
+DSTORE=${DSTORE:-target/release/dstore}
 GEN=target/release/examples/gen_traffic
 [[ -x $DSTORE ]] || die "$DSTORE was not built"
 [[ -x $GEN ]] || die "$GEN was not built"
@@ -85,7 +87,11 @@ echo "cpu:     ${CPU:-unknown}"
 echo "memory:  $MEM"
 echo "kernel:  $(uname -sr)"
 echo "rustc:   $(rustc --version)"
-echo "dstore:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+if [[ $DSTORE == target/release/dstore ]]; then
+	echo "dstore:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+else
+	echo "dstore:  $DSTORE (given by DSTORE)"
+fi
 echo "scratch: $WORK"
 echo
 

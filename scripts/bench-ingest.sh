@@ -98,7 +98,9 @@ ulimit -n "$want_files" || die "cannot raise the open-files limit to $want_files
 say "== build"
 cargo build --release --examples
 cargo build --release
-DSTORE=target/release/dstore
+# DSTORE=/path/to/dstore measures that executable instead of this tree's, to set an older build
+# beside this one (run the script once with each, alternating).
+DSTORE=${DSTORE:-target/release/dstore}
 GEN=target/release/examples/gen_traffic
 LOAD=target/release/examples/load_gen
 LZ4=target/release/examples/lz4_limit
@@ -117,7 +119,11 @@ echo "cpu:        ${CPU:-unknown}"
 echo "memory:     $MEM"
 echo "kernel:     $(uname -sr)"
 echo "rustc:      $(rustc --version)"
-echo "dstore:     $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+if [[ $DSTORE == target/release/dstore ]]; then
+	echo "dstore:     $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+else
+	echo "dstore:     $DSTORE (given by DSTORE)"
+fi
 echo "open files: $(ulimit -n); somaxconn $(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo '?'); tcp_rmem $(cat /proc/sys/net/ipv4/tcp_rmem 2>/dev/null | tr '\t' ' ')"
 echo "load:       $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before the runs; other work on the machine skews the figures"
 echo "scratch:    $WORK"
@@ -144,7 +150,8 @@ wait_for_line() {
 }
 
 # Reads ingest's counters into EV (events_total), ST (stored), DR (dropped), PA (partial frames),
-# CONNS (open connections). Keeps the previous values if the request fails.
+# CONNS (open connections), DG (events in degraded blocks; 0 from builds without them). Keeps the
+# previous values if the request fails.
 read_metrics() {
 	local out
 	out=$(curl -fsS --max-time 5 "http://$METRICS/metrics" 2>/dev/null | awk '
@@ -152,9 +159,9 @@ read_metrics() {
 		END {
 			p = "dstore_ingest_"
 			if (!((p "events_total") in m)) exit 1
-			print m[p "events_total"], m[p "stored_events_total"], m[p "dropped_events_total"], m[p "partial_frames_total"], m[p "connections"]
+			print m[p "events_total"], m[p "stored_events_total"], m[p "dropped_events_total"], m[p "partial_frames_total"], m[p "connections"], m[p "degraded_events_total"] + 0
 		}') || return 0
-	read -r EV ST DR PA CONNS <<<"$out"
+	read -r EV ST DR PA CONNS DG <<<"$out"
 }
 
 # Each run keeps its logs and figures in a directory of its own, $RUN.
@@ -225,7 +232,7 @@ run_ingest() {
 	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
 	[[ -n $port && -n $METRICS ]] || die "no address in ingest's log: $(cat "$log")"
 
-	EV=0 ST=0 DR=0 PA=0 CONNS=0
+	EV=0 ST=0 DR=0 PA=0 CONNS=0 DG=0
 	start_sender "$conns" "$idle" "$rate" "$secs" "$port"
 	local last=-1 t t_recv=0 t_stored=0 most_conns=0
 	while alive "$SENDER"; do
@@ -290,7 +297,7 @@ run_ingest() {
 	rss_mib=$(FORMAT=%.0f calc 'k / 1024' k="$rss_kib")
 
 	echo "  sent $(thousands "$SENT") ($(thousands "$ACHIEVED")/s$PACING; $conns connections$( ((idle == 0)) || echo " + $idle idle") opened in ${CONNECT_SECS}s, at most $most_conns open at once seen; sender CPU ${SENDER_CPU}s)"
-	echo "  ingest received $(thousands "$received") in $(FORMAT=%.2f calc w w="$recv_win")s, stored $(thousands "$stored") in $(FORMAT=%.2f calc w w="$stored_win")s, dropped $(thousands "$dropped"), partial frames $partial$drain_note"
+	echo "  ingest received $(thousands "$received") in $(FORMAT=%.2f calc w w="$recv_win")s, stored $(thousands "$stored") in $(FORMAT=%.2f calc w w="$stored_win")s ($(thousands "$DG") in degraded blocks), dropped $(thousands "$dropped"), partial frames $partial$drain_note"
 	echo "  ingest CPU $(FORMAT=%.1f calc 'k / hz' k="$ticks" hz="$TICKS")s, peak RSS $rss_mib MiB, exited ${stop_secs}s after SIGTERM$stop_note"
 	((final_received == received)) || echo "  NOTE: ingest read $((final_received - received)) more events after SIGTERM (its log says $final_received received)"
 	((SENT == final_received)) || echo "  NOTE: sent $SENT but ingest received $final_received: $((SENT - final_received)) lost on the way"

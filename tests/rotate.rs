@@ -142,7 +142,7 @@ fn write_segment(dir: &Path, times: &[u64], seal: bool) -> Written {
     let mut writer = open_writer(dir, WriterOptions::default());
     let frames: Vec<Vec<u8>> = times.iter().map(|&t| event(next_id(), t)).collect();
     for f in &frames {
-        writer.append(f, now_us(), false).expect("append an event");
+        writer.append(f, now_us()).expect("append an event");
     }
     if seal {
         writer.close().expect("close the writer");
@@ -1335,7 +1335,7 @@ fn rotates_at_once_report_each_removal_once() {
     let times = spread(base - 5 * HOUR, base - 2 * HOUR, 1200);
     for &t in &times {
         writer
-            .append(&event(next_id(), t), now_us(), false)
+            .append(&event(next_id(), t), now_us())
             .expect("append");
     }
     writer.close().expect("close");
@@ -1441,7 +1441,7 @@ fn rotate_killed_at_random_points() {
         let mut writer = open_writer(&template, small.clone());
         for t in spread(from, to, n) {
             writer
-                .append(&event(next_id(), t), now_us(), false)
+                .append(&event(next_id(), t), now_us())
                 .expect("append");
         }
         writer.close().expect("close");
@@ -1772,13 +1772,13 @@ fn stats_counts_damaged_blocks() {
     let mut writer = open_writer(&dir, WriterOptions::default());
     for t in spread(base - 50 * MIN, base - 40 * MIN, 30) {
         writer
-            .append(&event(next_id(), t), now_us(), false)
+            .append(&event(next_id(), t), now_us())
             .expect("append");
     }
     writer.flush().expect("flush");
     for t in spread(base - 30 * MIN, base - 20 * MIN, 20) {
         writer
-            .append(&event(next_id(), t), now_us(), false)
+            .append(&event(next_id(), t), now_us())
             .expect("append");
     }
     writer.flush().expect("flush");

@@ -31,7 +31,7 @@ fn write_store(dir: &Path, frames: &[Vec<u8>], options: WriterOptions) {
     let (mut w, recovered) = StoreWriter::open(dir, options).expect("open store");
     assert!(recovered.is_empty());
     for (i, f) in frames.iter().enumerate() {
-        w.append(f, 1_700_000_000_000_000 + i as u64, false)
+        w.append(f, 1_700_000_000_000_000 + i as u64)
             .expect("append");
     }
     w.close().expect("close");
@@ -313,9 +313,8 @@ fn a_second_writer_is_refused() {
 fn messages_without_a_time_take_the_receive_time() {
     let dir = Scratch::new("rtime");
     let (mut w, _) = StoreWriter::open(&dir.0, WriterOptions::default()).unwrap();
-    w.append(&[0x08, 0x01], 42_000_000, false).unwrap();
-    w.append(&[0x08, 0x01, 0x48, 0x07], 43_000_000, false)
-        .unwrap();
+    w.append(&[0x08, 0x01], 42_000_000).unwrap();
+    w.append(&[0x08, 0x01, 0x48, 0x07], 43_000_000).unwrap();
     w.close().unwrap();
     let segment = Segment::open(&segment_paths(&dir.0).unwrap()[0]).unwrap();
     let mut seen = Vec::new();
@@ -385,5 +384,34 @@ fn a_segment_cut_before_its_first_block_is_removed_on_open() {
             segment_paths(&dir.0).unwrap().is_empty(),
             "closing an unused writer creates no segment"
         );
+    }
+}
+
+#[test]
+fn degraded_blocks_keep_every_event_exactly_and_have_no_summary() {
+    for name in SAMPLES {
+        let dir = Scratch::new("degraded");
+        let frames = frames_of(&std::fs::read(sample(name)).expect("sample"));
+        let (mut w, _) = StoreWriter::open(&dir.0, small_blocks()).expect("open store");
+        w.set_degraded(true);
+        for (i, f) in frames.iter().enumerate() {
+            w.append(f, 1_700_000_000_000_000 + i as u64)
+                .expect("append");
+        }
+        let stats = w.close().expect("close");
+        assert_eq!(stats.degraded_events, frames.len() as u64, "{name}");
+        assert_eq!(stats.degraded_blocks, stats.blocks, "{name}");
+        let path = &segment_paths(&dir.0).expect("list")[0];
+        let (read, errors) = read_segment(path);
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        assert!(
+            read == frames,
+            "{name}: degraded blocks read back differently"
+        );
+        let segment = Segment::open(path).expect("open segment");
+        let mut buf = Vec::new();
+        for block in &segment.blocks {
+            assert!(segment.read_summary(block, &mut buf).is_none(), "{name}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! payload that the codec writes. See FORMAT.md, "Block".
 
 use super::codec::{self, Decoded, Encoder, Event, FLAG_UNDECODABLE};
+use super::schema::Facts;
 use std::fmt;
 
 pub const BLOCK_MAGIC: [u8; 4] = *b"dblk";
@@ -122,17 +123,26 @@ impl BlockHeader {
     }
 }
 
-/// Encodes `events` as one whole block (header and payload) appended to `out`. Returns the header
+/// Encodes `events` as one whole block (header and payload) appended to `out`; `facts` are what
+/// `schema::inspect` found in each (`None` for the undecodable ones). A `degraded` block has every
+/// frame opaque and no summary: the cheap form, for a writer that is behind. Returns the header
 /// and whether the codec fell back to opaque frames.
 pub fn encode_block(
     encoder: &mut Encoder,
     events: &[Event],
+    facts: &[Option<Facts>],
+    degraded: bool,
     out: &mut Vec<u8>,
 ) -> (BlockHeader, bool) {
     let start = out.len();
     out.resize(start + BLOCK_HEADER_LEN, 0);
-    let summary = super::summary::build(events);
-    let fell_back = encoder.encode(events, &summary, out);
+    let fell_back = if degraded {
+        encoder.encode_opaque(events, &[], out);
+        false
+    } else {
+        let summary = super::summary::build(events, facts);
+        encoder.encode(events, &summary, out)
+    };
     let payload = &out[start + BLOCK_HEADER_LEN..];
     let header = BlockHeader {
         event_count: events.len() as u32,

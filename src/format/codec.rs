@@ -8,11 +8,11 @@
 //! query (the earlier event with the same messageId), and timeSec/timeUsec are stored relative to the
 //! event time. A frame that cannot be taken apart exactly is kept whole, as an opaque frame.
 
+use super::hash::FastMap;
 use super::wire::{
     put_varint, read_canonical_varint, read_field, read_varint, unzigzag, varint_len, zigzag,
     WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT,
 };
-use std::collections::HashMap;
 use std::fmt;
 
 /// Event flags, one byte per event.
@@ -116,7 +116,7 @@ pub struct Encoder {
     nodes: Vec<Node>,
     /// (parent node, tag) to node id, for tags below 256 (field numbers below 32).
     small: Vec<u16>,
-    large: HashMap<(u16, u32), u16>,
+    large: FastMap<(u16, u32), u16>,
     toks: Vec<Tok>,
     leaves: Vec<Leaf>,
     event_leaves: Vec<(u32, u32)>,
@@ -260,9 +260,12 @@ impl Encoder {
         let mut shape_ids = Vec::with_capacity(events.len() * 2);
         let mut refs = Vec::with_capacity(events.len() * 2);
         let mut opaque = Vec::new();
-        let mut shapes: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut shapes: FastMap<Vec<u8>, u64> =
+            FastMap::with_capacity_and_hasher(256, Default::default());
         let mut shape_list: Vec<u8> = Vec::new();
-        let mut by_id: HashMap<&[u8], u32> = HashMap::new();
+        // Sized for the block up front: growing them cost more than filling them.
+        let mut by_id: FastMap<&[u8], u32> =
+            FastMap::with_capacity_and_hasher(events.len(), Default::default());
         let mut prev_time = 0u64;
 
         for (index, event) in events.iter().enumerate() {
@@ -434,11 +437,13 @@ impl Encoder {
         sections.finish();
     }
 
-    /// Every frame opaque: the fallback that cannot fail to round-trip.
-    fn encode_opaque(&mut self, events: &[Event], summary: &[u8], out: &mut Vec<u8>) {
-        let mut times = Vec::new();
+    /// Every frame opaque: the fallback that cannot fail to round-trip, and the cheap form of a
+    /// block (no frame is taken apart, so there is nothing to check).
+    pub fn encode_opaque(&mut self, events: &[Event], summary: &[u8], out: &mut Vec<u8>) {
+        let mut times = Vec::with_capacity(events.len() * 3);
         let mut prev_time = 0u64;
-        let mut opaque = Vec::new();
+        let frame_bytes: usize = events.iter().map(|e| e.frame.len() + 3).sum();
+        let mut opaque = Vec::with_capacity(frame_bytes);
         for event in events {
             put_varint(
                 &mut times,
@@ -510,8 +515,13 @@ impl<'a> Sections<'a> {
     }
 
     fn add(&mut self, kind: u8, key: &[u8], raw: &[u8], scratch: &mut Vec<u8>) {
-        scratch.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
-        let compressed = lz4_flex::block::compress_into(raw, scratch).unwrap_or(usize::MAX);
+        // The scratch only grows, so that it is not zeroed again for every section.
+        let room = lz4_flex::block::get_maximum_output_size(raw.len());
+        if scratch.len() < room {
+            scratch.resize(room, 0);
+        }
+        let compressed =
+            lz4_flex::block::compress_into(raw, &mut scratch[..room]).unwrap_or(usize::MAX);
         let (storage, body) = if compressed < raw.len() {
             (STORED_LZ4, &scratch[..compressed])
         } else {
@@ -548,12 +558,17 @@ pub struct Section<'a> {
 impl Section<'_> {
     /// The section's bytes, decompressed into `buf`.
     pub fn read_into(&self, buf: &mut Vec<u8>) -> Result<(), CodecError> {
-        buf.clear();
         if !self.stored_lz4 {
+            buf.clear();
             buf.extend_from_slice(self.body);
             return Ok(());
         }
-        buf.resize(self.raw_len, 0);
+        // Only growth is zeroed: the decompressor overwrites every byte it reports, and a short
+        // count is an error below.
+        if buf.len() < self.raw_len {
+            buf.resize(self.raw_len, 0);
+        }
+        buf.truncate(self.raw_len);
         match lz4_flex::block::decompress_into(self.body, buf) {
             Ok(n) if n == self.raw_len => Ok(()),
             Ok(n) => bad(format!(
@@ -1243,7 +1258,7 @@ fn compile_shapes(
     let mut p = Programs::default();
     p.ranges.push((0, 0));
     p.leaves.push(Vec::new());
-    let mut slots: HashMap<(u32, u16), u32> = HashMap::new();
+    let mut slots: FastMap<(u32, u16), u32> = FastMap::default();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
     let mut occ: Vec<(u32, u16)> = Vec::new();
     // The slot of every leaf operation, in order.

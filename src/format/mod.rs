@@ -5,6 +5,8 @@
 
 pub mod block;
 pub mod codec;
+pub mod hash;
+pub mod schema;
 pub mod segment;
 pub mod store;
 pub mod summary;

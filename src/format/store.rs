@@ -3,6 +3,7 @@
 
 use super::block::{decode_payload, encode_block, BlockHeader};
 use super::codec::{Decoded, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNDECODABLE};
+use super::schema::{self, Facts};
 use super::segment::{BlockRef, Recovery, Segment, SegmentWriter};
 use super::wire::message_time_us;
 use super::Error;
@@ -50,6 +51,9 @@ pub struct WriterStats {
     pub block_bytes: u64,
     /// Blocks whose events were stored as opaque frames because the codec's check failed.
     pub opaque_fallbacks: u64,
+    /// Blocks written in the degraded form (see `StoreWriter::set_degraded`), and their events.
+    pub degraded_blocks: u64,
+    pub degraded_events: u64,
 }
 
 pub fn now_us() -> u64 {
@@ -119,6 +123,7 @@ pub struct StoreWriter {
     next_sequence: u64,
     stats: WriterStats,
     poisoned: bool,
+    degraded: bool,
 }
 
 impl StoreWriter {
@@ -172,6 +177,7 @@ impl StoreWriter {
             next_sequence,
             stats: WriterStats::default(),
             poisoned: false,
+            degraded: false,
         };
         Ok((writer, recoveries))
     }
@@ -180,31 +186,28 @@ impl StoreWriter {
         &self.stats
     }
 
-    /// Adds one event: the exact frame, the time it was received (used when the message carries no
-    /// time of its own), and whether it decodes as a PBDNSMessage.
-    pub fn append(
-        &mut self,
-        frame: &[u8],
-        receive_time_us: u64,
-        undecodable: bool,
-    ) -> Result<(), Error> {
+    /// Adds one event: the exact frame and the time it was received (used when the message carries
+    /// no time of its own). Whether it decodes as a PBDNSMessage, and its time, are worked out by
+    /// the encoder threads.
+    pub fn append(&mut self, frame: &[u8], receive_time_us: u64) -> Result<(), Error> {
         self.check_poisoned()?;
-        let (time_us, mut flags) = match message_time_us(frame) {
-            Some(t) => (t, 0),
-            None => (receive_time_us, FLAG_RECEIVE_TIME),
-        };
-        if undecodable {
-            flags |= FLAG_UNDECODABLE;
-        }
         self.frames.extend_from_slice(frame);
         self.pending
-            .push((self.frames.len() as u32, time_us, flags));
+            .push((self.frames.len() as u32, receive_time_us));
         if self.frames.len() >= self.options.block_bytes
             || self.pending.len() >= self.options.block_events
         {
             self.write_block()?;
         }
         Ok(())
+    }
+
+    /// While `degraded`, the blocks handed to the encoders are written in the cheaper form the
+    /// format also allows: every frame opaque (plain LZ4 of the frames) and no summary. That costs
+    /// several times less CPU than taking frames apart, for about 1.6 times the bytes; a writer
+    /// that cannot keep up otherwise (ingest under load) stores everything rather than drop events.
+    pub fn set_degraded(&mut self, degraded: bool) {
+        self.degraded = degraded;
     }
 
     /// Writes what is pending as a block and makes everything appended so far durable.
@@ -249,9 +252,15 @@ impl StoreWriter {
     /// Hands what is pending to the encoders, and writes the blocks they have finished, in order.
     fn write_block(&mut self) -> Result<(), Error> {
         if !self.pending.is_empty() {
-            let frames = std::mem::take(&mut self.frames);
-            let pending = std::mem::take(&mut self.pending);
-            self.pool.submit(frames, pending);
+            // The next block's buffers start at the size this one reached, rather than grow to it
+            // again by doubling (which copied every frame about once more).
+            let next = (
+                Vec::with_capacity(self.frames.capacity()),
+                Vec::with_capacity(self.pending.capacity()),
+            );
+            let frames = std::mem::replace(&mut self.frames, next.0);
+            let pending = std::mem::replace(&mut self.pending, next.1);
+            self.pool.submit(frames, pending, self.degraded);
         }
         self.write_encoded(false)
     }
@@ -260,6 +269,10 @@ impl StoreWriter {
     fn write_encoded(&mut self, all: bool) -> Result<(), Error> {
         while let Some(done) = self.pool.next(all) {
             self.append_block(&done.block, done.header, done.fell_back)?;
+            if done.degraded {
+                self.stats.degraded_blocks += 1;
+                self.stats.degraded_events += u64::from(done.header.event_count);
+            }
         }
         Ok(())
     }
@@ -304,11 +317,12 @@ impl StoreWriter {
     }
 }
 
-/// Events waiting for a block: the end of each frame in the frame buffer, its time and flags.
-type Pending = Vec<(u32, u64, u8)>;
+/// Events waiting for a block: the end of each frame in the frame buffer and its receive time.
+type Pending = Vec<(u32, u64)>;
 
-/// A block for the pool to encode: its place in the order, its frames and events.
-type Job = (u64, Vec<u8>, Pending);
+/// A block for the pool to encode: its place in the order, its frames and events, and whether it is
+/// to be written in the degraded form.
+type Job = (u64, Vec<u8>, Pending, bool);
 
 /// A block encoded by the pool.
 struct Encoded {
@@ -316,6 +330,7 @@ struct Encoded {
     block: Vec<u8>,
     header: BlockHeader,
     fell_back: bool,
+    degraded: bool,
 }
 
 /// Encoder threads: blocks are encoded side by side and come back in the order they went in, so
@@ -337,28 +352,19 @@ impl EncoderPool {
                 let done_tx = done_tx.clone();
                 std::thread::spawn(move || {
                     let mut encoder = Encoder::new();
-                    for (seq, frames, pending) in rx {
-                        let mut start = 0usize;
-                        let events: Vec<Event> = pending
-                            .iter()
-                            .map(|&(end, time_us, flags)| {
-                                let frame = &frames[start..end as usize];
-                                start = end as usize;
-                                Event {
-                                    frame,
-                                    time_us,
-                                    flags,
-                                }
-                            })
-                            .collect();
+                    let mut facts = Vec::new();
+                    for (seq, frames, pending, degraded) in rx {
+                        let events = events_of(&frames, &pending, &mut facts);
                         let mut block = Vec::with_capacity(frames.len() / 3);
-                        let (header, fell_back) = encode_block(&mut encoder, &events, &mut block);
+                        let (header, fell_back) =
+                            encode_block(&mut encoder, &events, &facts, degraded, &mut block);
                         if done_tx
                             .send(Encoded {
                                 seq,
                                 block,
                                 header,
                                 fell_back,
+                                degraded,
                             })
                             .is_err()
                         {
@@ -378,12 +384,12 @@ impl EncoderPool {
         }
     }
 
-    fn submit(&mut self, frames: Vec<u8>, pending: Pending) {
+    fn submit(&mut self, frames: Vec<u8>, pending: Pending, degraded: bool) {
         let seq = self.next_submit;
         self.next_submit += 1;
         let worker = &self.jobs[(seq % self.jobs.len() as u64) as usize];
         // A worker that is gone left its result missing; `next` then reports nothing more.
-        let _ = worker.send((seq, frames, pending));
+        let _ = worker.send((seq, frames, pending, degraded));
     }
 
     /// The next block in order: waits for it when `wait` or when too many blocks are in flight.
@@ -404,6 +410,38 @@ impl EncoderPool {
             self.finished.insert(done.seq, done);
         }
     }
+}
+
+/// The events of a block: each frame, its time and flags, and in `facts` what the schema walk found.
+fn events_of<'a>(
+    frames: &'a [u8],
+    pending: &Pending,
+    facts: &mut Vec<Option<Facts>>,
+) -> Vec<Event<'a>> {
+    facts.clear();
+    let mut start = 0usize;
+    pending
+        .iter()
+        .map(|&(end, receive_time_us)| {
+            let frame = frames.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            let found = schema::inspect(frame);
+            let (time, flags) = match &found {
+                Some(f) => (f.time_us(), 0),
+                None => (message_time_us(frame), FLAG_UNDECODABLE),
+            };
+            facts.push(found);
+            let (time_us, flags) = match time {
+                Some(t) => (t, flags),
+                None => (receive_time_us, flags | FLAG_RECEIVE_TIME),
+            };
+            Event {
+                frame,
+                time_us,
+                flags,
+            }
+        })
+        .collect()
 }
 
 /// One stored event, as a reader sees it.

@@ -3,8 +3,10 @@
 //! parent domains lets a search for a name skip the blocks that cannot hold it. See FORMAT.md,
 //! "Summary section".
 
-use super::codec::{Event, FLAG_UNDECODABLE};
-use super::wire::{put_varint, read_field, read_varint, WIRE_VARINT};
+use super::codec::Event;
+use super::hash::FastSet;
+use super::schema::Facts;
+use super::wire::{put_varint, read_varint};
 
 const SUMMARY_VERSION: u8 = 1;
 /// Bloom filter bits per distinct name, and probes per name: about 2% false positives.
@@ -23,55 +25,17 @@ pub struct Summary {
     bloom: Vec<u8>,
 }
 
-/// The fields of a PBDNSMessage a summary counts: type (1), question.qName (12.1), question.qType
-/// (12.2), response.rcode (13.1); the last occurrence of each wins.
-#[derive(Default)]
-struct Fields<'a> {
-    kind: Option<u64>,
-    qname: Option<&'a [u8]>,
-    qtype: Option<u64>,
-    rcode: Option<u64>,
-}
-
-fn fields(frame: &[u8]) -> Fields<'_> {
-    let mut f = Fields::default();
-    let mut pos = 0;
-    while let Some(field) = read_field(frame, &mut pos, false) {
-        let value = &frame[field.value_start..field.value_end];
-        let varint = || {
-            (field.wire_type() == WIRE_VARINT)
-                .then(|| read_varint(value, &mut 0))
-                .flatten()
-        };
-        match field.tag {
-            0x08 => f.kind = varint(),
-            0x62 | 0x6a => {
-                let mut p = 0;
-                while let Some(inner) = read_field(value, &mut p, false) {
-                    let v = &value[inner.value_start..inner.value_end];
-                    let n = || {
-                        (inner.wire_type() == WIRE_VARINT)
-                            .then(|| read_varint(v, &mut 0))
-                            .flatten()
-                    };
-                    match (field.tag, inner.tag) {
-                        (0x62, 0x0a) => f.qname = Some(v),
-                        (0x62, 0x10) => f.qtype = n(),
-                        (0x6a, 0x08) => f.rcode = n(),
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    f
-}
-
 /// A name as the Bloom filter keys it: ASCII-lowercased, without a trailing dot.
 pub fn name_key(name: &[u8]) -> Vec<u8> {
+    let mut key = Vec::new();
+    name_key_into(name, &mut key);
+    key
+}
+
+fn name_key_into(name: &[u8], key: &mut Vec<u8>) {
     let name = name.strip_suffix(b".").unwrap_or(name);
-    name.to_ascii_lowercase()
+    key.clear();
+    key.extend(name.iter().map(u8::to_ascii_lowercase));
 }
 
 /// The name and each parent domain: `www.example.com`, `example.com`, `com`.
@@ -111,36 +75,57 @@ fn probe_bits(h: u64, probes: u8, bits: u64) -> impl Iterator<Item = u64> {
     (0..u64::from(probes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
 }
 
-fn counts_into(out: &mut Vec<u8>, counts: &std::collections::BTreeMap<u32, u64>) {
-    put_varint(out, counts.len() as u64);
-    for (&k, &n) in counts {
-        put_varint(out, u64::from(k));
-        put_varint(out, n);
+/// Events per value of one field; a block holds a handful of distinct values, so a short list
+/// searched in order beats a map.
+#[derive(Default)]
+struct Counts(Vec<(u32, u64)>);
+
+impl Counts {
+    #[inline]
+    fn add(&mut self, value: u32) {
+        match self.0.iter_mut().find(|(v, _)| *v == value) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((value, 1)),
+        }
+    }
+
+    fn encode_into(mut self, out: &mut Vec<u8>) {
+        self.0.sort_unstable();
+        put_varint(out, self.0.len() as u64);
+        for (k, n) in self.0 {
+            put_varint(out, u64::from(k));
+            put_varint(out, n);
+        }
     }
 }
 
-/// Builds the summary section of a block of `events`.
-pub fn build(events: &[Event]) -> Vec<u8> {
-    use std::collections::{BTreeMap, HashSet};
-    let (mut types, mut qtypes, mut rcodes) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+/// Builds the summary section of a block of `events`, from what `schema::inspect` found in each
+/// (`facts`, `None` for the undecodable ones): type (1), question.qName (12.1), question.qType
+/// (12.2) and response.rcode (13.1), the last occurrence of each.
+pub fn build(events: &[Event], facts: &[Option<Facts>]) -> Vec<u8> {
+    let (mut types, mut qtypes, mut rcodes) =
+        (Counts::default(), Counts::default(), Counts::default());
     // The hashes of the distinct names and parents: the filter's size follows their number.
-    let mut hashes: HashSet<u64> = HashSet::new();
-    let mut last_name: &[u8] = &[];
-    for e in events.iter().filter(|e| e.flags & FLAG_UNDECODABLE == 0) {
-        let f = fields(e.frame);
-        for (map, v) in [
+    let mut hashes: FastSet<u64> =
+        FastSet::with_capacity_and_hasher(events.len(), Default::default());
+    // Names already taken in, as sent: popular names come back many times in a block, and one
+    // lookup costs less than keying and hashing a name and its parents again.
+    let mut seen: FastSet<&[u8]> = FastSet::with_capacity_and_hasher(1024, Default::default());
+    let mut key = Vec::new();
+    for (e, f) in events.iter().zip(facts) {
+        let Some(f) = f else { continue };
+        for (counts, v) in [
             (&mut types, f.kind),
             (&mut qtypes, f.qtype),
             (&mut rcodes, f.rcode),
         ] {
             if let Some(v) = v {
-                *map.entry(v as u32).or_insert(0u64) += 1;
+                counts.add(v as u32);
             }
         }
-        // A response mostly follows its query: the name just seen needs no second look.
-        if let Some(q) = f.qname.filter(|q| *q != last_name) {
-            last_name = q;
-            hashes.extend(name_and_parents(&name_key(q)).map(hash));
+        if let Some(q) = f.qname(e.frame).filter(|q| seen.insert(q)) {
+            name_key_into(q, &mut key);
+            hashes.extend(name_and_parents(&key).map(hash));
         }
     }
     let bits = (hashes.len() * BITS_PER_NAME)
@@ -153,9 +138,9 @@ pub fn build(events: &[Event]) -> Vec<u8> {
         }
     }
     let mut out = vec![SUMMARY_VERSION];
-    counts_into(&mut out, &types);
-    counts_into(&mut out, &qtypes);
-    counts_into(&mut out, &rcodes);
+    types.encode_into(&mut out);
+    qtypes.encode_into(&mut out);
+    rcodes.encode_into(&mut out);
     out.push(PROBES);
     put_varint(&mut out, bloom.len() as u64);
     out.extend_from_slice(&bloom);
@@ -210,6 +195,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::codec::FLAG_UNDECODABLE;
 
     #[test]
     fn parents_and_keys() {
@@ -247,14 +233,19 @@ mod tests {
                 flags: FLAG_UNDECODABLE,
             },
         ];
-        let s = Summary::decode(&build(&events)).unwrap();
+        let facts: Vec<_> = events
+            .iter()
+            .map(|e| crate::format::schema::inspect(e.frame))
+            .collect();
+        assert_eq!(facts[2], None, "the third frame does not decode");
+        let s = Summary::decode(&build(&events, &facts)).unwrap();
         assert_eq!(s.types, vec![(1, 1), (2, 1)]);
         assert_eq!(s.qtypes, vec![(28, 2)]);
         assert_eq!(s.rcodes, vec![(3, 1)]);
         assert!(s.may_hold_name(b"a.example"));
         assert!(s.may_hold_name(b"example"));
         assert!(!s.may_hold_name(b"b.example"));
-        let mut bytes = build(&events);
+        let mut bytes = build(&events, &facts);
         bytes[3] ^= 1;
         assert_eq!(Summary::decode(&bytes), None, "damage is detected");
     }

@@ -11,15 +11,26 @@ pub const WIRE_FIXED32: u8 = 5;
 /// Reads a varint at `*pos`, advancing it. `None` if it runs past the end or past ten bytes.
 #[inline]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..70).step_by(7) {
-        let byte = *buf.get(*pos)?;
+    // Most tags, lengths and values of a DNS message fit in one byte.
+    let &first = buf.get(*pos)?;
+    if first < 0x80 {
         *pos += 1;
-        if shift == 63 && byte > 1 {
-            return None;
-        }
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
+        return Some(u64::from(first));
+    }
+    read_varint_slow(buf, pos)
+}
+
+#[inline]
+fn read_varint_slow(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for (i, &byte) in buf.get(*pos..)?.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            // The tenth byte holds the 64th bit only.
+            if i == 9 && byte > 1 {
+                return None;
+            }
+            *pos += i + 1;
             return Some(value);
         }
     }

@@ -96,6 +96,7 @@ pub fn run(config: IngestConfig, reload: impl FnMut() -> Option<Vec<Cidr>>) -> a
         dir: config.storage_dir.clone(),
         options: config.writer.clone(),
         flush_interval: config.flush_interval,
+        queue_bytes: config.queue_bytes as u64,
         stats: stats.clone(),
         log: log.clone(),
     };

@@ -22,8 +22,11 @@ use std::time::Instant;
 
 const SIGNALS: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
-/// What a connection's buffer starts at; it grows to the longest frame allowed.
-const INITIAL_BUFFER: usize = 16 * 1024;
+/// What a connection's buffer starts at: small, since a thousand producers each sending a
+/// thousand events a second fill a few KiB per read. It grows to the longest frame allowed while a
+/// long frame arrives, and to `BUSY_BUFFER` for a connection whose reads fill it.
+const INITIAL_BUFFER: usize = 4 * 1024;
+const BUSY_BUFFER: usize = 64 * 1024;
 /// Pending connections the kernel queues: producers reconnect all at once after a restart.
 const BACKLOG: i32 = 4096;
 /// A batch goes to the writer at the end of each loop turn, or sooner once this large.
@@ -289,6 +292,7 @@ impl Server {
                     break;
                 }
                 Ok(n) => {
+                    let filled = conn.len + n == conn.buf.len();
                     conn.len += n;
                     if !conn.sniffed && conn.len >= 4 {
                         conn.sniffed = true;
@@ -310,8 +314,15 @@ impl Server {
                         end = End::BadLength(len);
                         break;
                     }
+                    // A busy producer: fewer, larger reads.
+                    if filled && conn.buf.len() < BUSY_BUFFER {
+                        conn.buf.resize(conn.buf.len() * 2, 0);
+                    }
                     if self.batch.frames.len() >= BATCH_BYTES {
-                        let batch = std::mem::take(&mut self.batch);
+                        // The next batch starts at its full size: growing a megabyte by doubling
+                        // copied each batch about once more.
+                        let full = Batch::with_capacity(BATCH_BYTES + 64 * 1024);
+                        let batch = std::mem::replace(&mut self.batch, full);
                         send(
                             batch,
                             &self.stats,

@@ -1,12 +1,12 @@
-//! The store writer thread: takes batches of frames from the event loop, marks the ones that do not
-//! decode, appends them to the store and makes them durable every flush interval. When the disk
-//! fails (full, read-only, gone) it says so, stops taking batches so that the bounded queue holds
-//! what arrives meanwhile, and reopens the store every second until writing works again.
+//! The store writer thread: takes batches of frames from the event loop, appends them to the store
+//! (whose encoder threads find the frames that do not decode) and makes them durable every flush
+//! interval. When the disk fails (full, read-only, gone) it says so, stops taking batches so that
+//! the bounded queue holds what arrives meanwhile, and reopens the store every second until writing
+//! works again.
 
 use super::stats::Stats;
-use crate::format::{StoreWriter, WriterOptions};
+use crate::format::{StoreWriter, WriterOptions, WriterStats};
 use crate::log::Log;
-use crate::pb;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -23,6 +23,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    pub fn with_capacity(bytes: usize) -> Batch {
+        // About 150 bytes a frame, as PowerDNS messages go.
+        let events = bytes / 128;
+        Batch {
+            frames: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(events),
+            receive_time_us: Vec::with_capacity(events),
+        }
+    }
     pub fn push(&mut self, frame: &[u8], receive_time_us: u64) {
         self.frames.extend_from_slice(frame);
         self.ends.push(self.frames.len() as u32);
@@ -40,6 +49,8 @@ pub struct Sink {
     pub dir: PathBuf,
     pub options: WriterOptions,
     pub flush_interval: Duration,
+    /// The bound of the queue from the event loop; above an eighth of it the writer is behind.
+    pub queue_bytes: u64,
     pub stats: Arc<Stats>,
     pub log: Arc<Log>,
 }
@@ -68,6 +79,7 @@ impl Sink {
     ) -> Result<(), crate::format::Error> {
         let mut next_flush = Instant::now() + self.flush_interval;
         let mut dirty = false;
+        let mut degraded = false;
         loop {
             let Some(w) = writer.as_mut() else {
                 std::thread::sleep(RETRY);
@@ -89,6 +101,8 @@ impl Sink {
                         .queued_bytes
                         .fetch_sub(batch.frames.len() as u64, Relaxed);
                     dirty = true;
+                    degraded = self.behind(degraded);
+                    w.set_degraded(degraded);
                     self.store(w, &batch)
                 }
                 Err(RecvTimeoutError::Timeout) => Ok(()),
@@ -125,31 +139,66 @@ impl Sink {
         }
     }
 
+    /// Whether the encoders are behind, so that blocks should be written in the degraded form
+    /// (every frame opaque, no summary) rather than let the queue fill and events be dropped:
+    /// from an eighth of the queue's bound until it is down to a thirty-second. How many blocks
+    /// end up degraded depends on the CPU left, not on these marks; low marks keep the queue, and
+    /// so the daemon's memory, small.
+    fn behind(&self, was: bool) -> bool {
+        let queued = self.stats.queued_bytes.load(Relaxed);
+        let limit = if was {
+            self.queue_bytes / 32
+        } else {
+            self.queue_bytes / 8
+        };
+        queued > limit
+    }
+
     fn store(&self, w: &mut StoreWriter, batch: &Batch) -> Result<(), crate::format::Error> {
+        let before = w.stats().clone();
         let mut start = 0;
+        let mut appended = Ok(());
         for (i, &end) in batch.ends.iter().enumerate() {
             let frame = &batch.frames[start..end as usize];
             start = end as usize;
-            let undecodable = !pb::decodes(frame);
-            if undecodable {
-                self.stats.undecodable.fetch_add(1, Relaxed);
+            appended = w.append(frame, batch.receive_time_us[i]);
+            if appended.is_err() {
+                break;
             }
-            let before = w.stats().block_bytes;
-            w.append(frame, batch.receive_time_us[i], undecodable)?;
-            self.stats
-                .disk_bytes
-                .fetch_add(w.stats().block_bytes - before, Relaxed);
         }
+        self.count_written(w, &before);
+        appended?;
         self.stats.stored.fetch_add(batch.len() as u64, Relaxed);
         Ok(())
     }
 
     fn flush(&self, w: &mut StoreWriter) -> Result<(), crate::format::Error> {
-        let before = w.stats().block_bytes;
-        w.flush()?;
-        self.stats
-            .disk_bytes
-            .fetch_add(w.stats().block_bytes - before, Relaxed);
+        let before = w.stats().clone();
+        let flushed = w.flush();
+        self.count_written(w, &before);
+        flushed?;
         Ok(())
+    }
+
+    /// Counts what the blocks written since `before` added. The encoder threads find the
+    /// undecodable frames, so they are counted as their blocks are written.
+    fn count_written(&self, w: &StoreWriter, before: &WriterStats) {
+        let s = w.stats();
+        for (counter, now, was) in [
+            (&self.stats.disk_bytes, s.block_bytes, before.block_bytes),
+            (&self.stats.undecodable, s.undecodable, before.undecodable),
+            (
+                &self.stats.degraded_blocks,
+                s.degraded_blocks,
+                before.degraded_blocks,
+            ),
+            (
+                &self.stats.degraded_events,
+                s.degraded_events,
+                before.degraded_events,
+            ),
+        ] {
+            counter.fetch_add(now - was, Relaxed);
+        }
     }
 }

@@ -35,6 +35,10 @@ pub struct Stats {
     /// Bytes of the store's segment files.
     pub disk_bytes: AtomicU64,
     pub queued_bytes: AtomicU64,
+    /// Blocks written in the degraded form (every frame opaque, no summary) because the encoders
+    /// were behind, and the events in them.
+    pub degraded_blocks: AtomicU64,
+    pub degraded_events: AtomicU64,
     pub producers: Mutex<BTreeMap<IpAddr, Producer>>,
 }
 
@@ -52,7 +56,7 @@ impl Stats {
         f(map.entry(ip).or_default());
     }
 
-    fn counters(&self) -> [(&'static str, &'static str, &'static str, u64); 15] {
+    fn counters(&self) -> [(&'static str, &'static str, &'static str, u64); 17] {
         let g = |a: &AtomicU64| a.load(Relaxed);
         [
             (
@@ -78,6 +82,18 @@ impl Stats {
                 "counter",
                 "Events stored that do not decode as PBDNSMessage.",
                 g(&self.undecodable),
+            ),
+            (
+                "degraded_blocks_total",
+                "counter",
+                "Blocks written with every frame opaque and no summary because the encoders were behind.",
+                g(&self.degraded_blocks),
+            ),
+            (
+                "degraded_events_total",
+                "counter",
+                "Events in those degraded blocks.",
+                g(&self.degraded_events),
             ),
             (
                 "dropped_events_total",
@@ -193,11 +209,12 @@ impl Stats {
         let now = (g(&self.events), g(&self.bytes));
         let rate = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / secs.max(1e-3);
         let line = format!(
-            "{:.0} events/s, {:.2} MB/s, {} connections, {} events stored, {} undecodable, {} dropped, {} partial frames, {:.1} MB on disk",
+            "{:.0} events/s, {:.2} MB/s, {} connections, {} events stored ({} in degraded blocks), {} undecodable, {} dropped, {} partial frames, {:.1} MB on disk",
             rate(now.0, last.0),
             rate(now.1, last.1) / 1e6,
             g(&self.open_connections),
             g(&self.stored),
+            g(&self.degraded_events),
             g(&self.undecodable),
             g(&self.dropped),
             g(&self.partial_frames),
