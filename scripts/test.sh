@@ -17,21 +17,30 @@ have() {
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
 }
 
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+else
+    sudo=(false)
+fi
+
 missing=()
 for p in "${needed[@]}"; do
     have "$p" || missing+=("$p")
 done
+# tests/clickhouse.rs loads the modern schema's batches into chdb (ClickHouse 26.x in process),
+# which pip installs.
+if ! python3 -c 'import chdb' >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+    missing+=("python3 -m pip")
+fi
 if ! compgen -G '/usr/lib/*/pdns/libbindbackend.so' >/dev/null; then
     missing+=(libbindbackend.so)
 fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "test.sh: missing ${missing[*]}; installing ${packages[*]}" >&2
-    if [ "$(id -u)" -eq 0 ]; then
-        sudo=()
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo=(sudo)
-    else
+    if [ "${sudo[*]}" = false ]; then
         echo "test.sh: need root (or sudo) to install ${packages[*]}" >&2
         exit 1
     fi
@@ -53,7 +62,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
-# tests/clickhouse.rs loads the modern schema's batches into chdb (ClickHouse 26.x in process).
 if ! python3 -c 'import chdb' >/dev/null 2>&1; then
     echo "test.sh: installing chdb from PyPI" >&2
     python3 -m pip install --quiet chdb ||
