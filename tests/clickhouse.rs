@@ -686,6 +686,25 @@ fn ship_follows_a_running_ingest() {
         });
         assert!(shipped, "{name}: not shipped while ingest runs");
     }
+    // A second shipper on the same position file is refused while the first runs.
+    let second = dstore()
+        .args([
+            "ship",
+            "--storage-dir",
+            &store,
+            "--url",
+            &ch.url(),
+            "--position-file",
+        ])
+        .arg(&position)
+        .output()
+        .expect("a second ship");
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another dstore ship"),
+        "{}",
+        stderr(&second)
+    );
     // Ingest ran all along: ship read the segment it was writing (sealed only when it stops).
     assert!(ingest.try_wait().expect("ingest status").is_none());
     // Its metrics say so too: every row shipped, nothing behind.

@@ -1819,3 +1819,34 @@ fn stats_counts_damaged_blocks() {
         "the unsealed one stays"
     );
 }
+
+/// Removing every segment does not make the next one reuse a number: exporters name events by
+/// (segment number, place), so a reused number would give two events one name.
+#[test]
+fn segment_numbers_are_never_reused() {
+    let s = Scratch::new("rotate-numbers");
+    let dir = s.path("store");
+    let now = now_us();
+    let old = [
+        import_segment(&dir, &s, &[now - 3 * DAY, now - 2 * DAY]),
+        import_segment(&dir, &s, &[now - 2 * DAY]),
+    ];
+    let number = |name: &str| -> u64 { name[..10].parse().expect("a numbered segment") };
+    let o = run(&[
+        "rotate",
+        "-q",
+        "--older-than",
+        "1d",
+        "--storage-dir",
+        dir.to_str().expect("utf-8 path"),
+    ]);
+    assert!(o.status.success(), "dstore rotate: {}", stderr(&o));
+    assert!(segment_names(&dir).is_empty(), "{:?}", segment_names(&dir));
+    let new = import_segment(&dir, &s, &[now - MIN]);
+    assert!(
+        number(&new.name) > number(&old[1].name),
+        "{} after {}",
+        new.name,
+        old[1].name
+    );
+}

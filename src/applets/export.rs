@@ -379,6 +379,7 @@ struct ShipStats {
     gone_segments: AtomicU64,
     lag_bytes: AtomicU64,
     shipped_time_us: AtomicU64,
+    failing_for: AtomicU64,
 }
 
 impl ShipStats {
@@ -463,9 +464,32 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
         ),
         None => None,
     };
+    let target = &args.target;
+    target.check()?;
+    let endpoint = target.endpoint()?; // --url is required; only the server's answers are retried
     let dir = args.store.resolve()?;
     crate::format::segment_paths(&dir)
         .with_context(|| format!("cannot list the store in {}", dir.display()))?;
+    let position_file = PositionFile {
+        path: args.position_file.clone().unwrap_or_else(|| {
+            // One file per server and table, so that shipping one store to two clusters keeps
+            // two positions.
+            let server: String = format!("{}-{}", endpoint.host, endpoint.port)
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            dir.join(format!("ship-{server}-{}.position", target.table))
+        }),
+    };
+    // One shipper per position file: two would overwrite each other's position.
+    let _lock = position_file.lock().map_err(|e| anyhow::anyhow!(e))?;
+    let saved = position_file.load().map_err(|e| anyhow::anyhow!(e))?;
     let log =
         Arc::new(Log::new("dstore ship", args.log_file.clone()).context("cannot open the log")?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -474,10 +498,7 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone())?;
-    let target = &args.target;
-    target.check()?;
-    target.endpoint()?; // --url is required, and only the server's answers are retried
-                        // ClickHouse may be down when the shipper starts (a reboot of both): keep trying.
+    // ClickHouse may be down when the shipper starts (a reboot of both): keep trying.
     let mut tries = 0u32;
     let (mut client, table) = loop {
         match connect(target) {
@@ -493,13 +514,6 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
             }
         }
     };
-    let position_file = PositionFile {
-        path: args
-            .position_file
-            .clone()
-            .unwrap_or_else(|| dir.join(format!("ship-{}.position", table.qualified()))),
-    };
-    let saved = position_file.load().map_err(|e| anyhow::anyhow!(e))?;
     let mut pos = saved.unwrap_or_default();
     let mut filter = crate::filter::Filter::default();
     if saved.is_none() {
@@ -558,6 +572,9 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
                 format!("waiting for a block of the segment being written to check out: {note}")
             });
         }
+        if let Some(note) = reader.notes.ahead.take() {
+            log.limited("ahead", || note);
+        }
         for note in reader.notes.gone.drain(..) {
             stats.gone_segments.fetch_add(1, Relaxed);
             log.info(&format!("lost events: {note}"));
@@ -572,6 +589,7 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
             match insert(&mut client, &table, &batch) {
                 Ok(()) => {
                     failures_in_row = 0;
+                    stats.failing_for.store(0, Relaxed);
                     stats.rows.fetch_add(batch.rows, Relaxed);
                     stats.batches.fetch_add(1, Relaxed);
                     stats.bytes_sent.store(client.sent_bytes, Relaxed);
@@ -582,6 +600,7 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
                 Err(e) => {
                     stats.failures.fetch_add(1, Relaxed);
                     failures_in_row += 1;
+                    stats.failing_for.store(u64::from(failures_in_row), Relaxed);
                     let wait = Duration::from_secs(1 << failures_in_row.min(6));
                     log.limited("insert", || {
                         format!("{e:#}; trying again in {} s", wait.as_secs())

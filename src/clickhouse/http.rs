@@ -294,7 +294,7 @@ fn read_response(mut r: impl BufRead) -> Result<String, HttpError> {
             let size = read_line(&mut r)?;
             let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(|_| HttpError::Protocol(format!("chunk size `{size}`")))?;
-            if size == 0 || body.len() + size > MAX_BODY {
+            if size == 0 || size > MAX_BODY - body.len() {
                 break;
             }
             let start = body.len();

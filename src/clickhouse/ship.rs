@@ -39,13 +39,15 @@ impl Batch {
 }
 
 /// What reading met besides rows: damaged blocks (skipped), segments that were removed before
-/// they were read to the end, and a block of the segment being written that does not check out
-/// (yet: reading waits there).
+/// they were read to the end, a block of the segment being written that does not check out (yet:
+/// reading waits there), and a position past the end of the store.
 #[derive(Default, Debug)]
 pub struct Notes {
     pub damaged: Vec<String>,
     pub gone: Vec<String>,
     pub waiting: Option<String>,
+    /// The position lies past every segment on disk.
+    pub ahead: Option<String>,
 }
 
 pub struct Reader {
@@ -94,17 +96,29 @@ impl Reader {
         batch: &mut Batch,
         max_rows: u64,
     ) -> Result<bool, crate::format::Error> {
+        let mut vanished = 0;
         loop {
             let list = segments(&self.dir)?;
             let Some(index) = list.iter().position(|(seq, _)| *seq >= pos.segment) else {
+                if let Some((newest, _)) = list.last() {
+                    if pos.segment > newest + 1 {
+                        self.notes.ahead = Some(format!(
+                            "the position (segment {}) is past the newest segment ({newest}): was the store replaced? Remove the position file to ship this store from its start",
+                            pos.segment
+                        ));
+                    }
+                }
                 return Ok(true);
             };
             let (seq, path) = &list[index];
             if *seq != pos.segment {
-                if pos.offset > 0 {
+                // Numbers are never reused (FORMAT.md), so a jump means segments were removed
+                // (by rotate, or empty ones by recovery) before they were read to the end.
+                if pos.segment > 0 {
                     self.notes.gone.push(format!(
-                        "segment {:010} was removed before it was read to the end; going on with {}",
+                        "segments {:010} to {:010} were removed before they were read to the end; going on with {}",
                         pos.segment,
+                        seq - 1,
                         path.display()
                     ));
                 }
@@ -115,8 +129,11 @@ impl Reader {
             }
             let segment = match Segment::open(path) {
                 Ok(s) => s,
-                // Removed between listing and opening (rotate): look again.
-                Err(e) if e.is_not_found() => continue,
+                // Removed between listing and opening (rotate): look again, a few times.
+                Err(e) if e.is_not_found() && vanished < 3 => {
+                    vanished += 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             let last = index + 1 == list.len();
@@ -230,6 +247,31 @@ impl PositionFile {
         match (number(), number(), words.next()) {
             (Some(segment), Some(offset), None) => Ok(Some(Position { segment, offset })),
             _ => Err(damaged()),
+        }
+    }
+
+    /// Locks `FILE.lock` for as long as the returned file is open; an error if another process
+    /// holds it.
+    pub fn lock(&self) -> Result<std::fs::File, String> {
+        let mut name = self.path.clone().into_os_string();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "another dstore ship uses {} (its lock {} is held)",
+                self.path.display(),
+                path.display()
+            )),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("cannot lock {}: {e}", path.display()))
+            }
         }
     }
 

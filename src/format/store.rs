@@ -15,6 +15,32 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const SEGMENT_SUFFIX: &str = ".dst";
 pub const LOCK_FILE: &str = "writer.lock";
+/// Holds the sequence number the next segment takes, so that numbers are never used twice, even
+/// after every segment was removed (FORMAT.md, "The store").
+pub const NEXT_SEGMENT_FILE: &str = "next-segment";
+
+/// The number in `next-segment`, or 0 when there is none (a store from before it, or a new one).
+fn read_next_segment(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join(NEXT_SEGMENT_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Replaces `next-segment`: a temporary file, fsynced, renamed over it, the directory fsynced.
+fn write_next_segment(dir: &Path, next: u64) -> Result<(), Error> {
+    let path = dir.join(NEXT_SEGMENT_FILE);
+    let tmp = dir.join(format!("{NEXT_SEGMENT_FILE}.tmp"));
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    std::io::Write::write_all(&mut f, format!("{next}\n").as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    super::segment::sync_dir(dir)
+}
 
 /// When the writer closes a block and a segment.
 #[derive(Clone, Debug)]
@@ -160,7 +186,7 @@ impl StoreWriter {
             }
         }
         let mut recoveries = Vec::new();
-        let mut next_sequence = 1;
+        let mut next_sequence = read_next_segment(dir).max(1);
         for path in segment_paths(dir)? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             next_sequence = next_sequence.max(sequence_of(name).unwrap_or(0) + 1);
@@ -293,6 +319,10 @@ impl StoreWriter {
             self.poison_on_error(sealed)?;
         }
         if self.segment.is_none() {
+            // The number is taken for good before the file exists: a crash in between leaves a
+            // gap, never a number used twice.
+            let taken = write_next_segment(&self.dir, self.next_sequence + 1);
+            self.poison_on_error(taken)?;
             let name = format!(
                 "{:010}-{}{SEGMENT_SUFFIX}",
                 self.next_sequence,
