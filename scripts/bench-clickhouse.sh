@@ -119,21 +119,25 @@ echo "events:     $ROWS"
 echo "batch:      $BATCH_ROWS rows per insert"
 echo
 
-# run_case NAME COMMAND...: runs the command RUNS times against a fresh table, timing each; the
-# command's stderr is kept in $WORK/last.err.
-declare -A RATE BYTES
+# run_case NAME COMMAND...: runs the command RUNS times against a fresh table, timing each and
+# taking dstore's own CPU time (user + system, from bash's `time`); the command's stderr is kept in
+# $WORK/last.err.
+declare -A RATE BYTES CPU
 run_case() {
-	local name=$1 rates=() t0 t1
+	local name=$1 rates=() cpus=() t0 t1 TIMEFORMAT='%U %S'
 	shift
 	for ((r = 1; r <= RUNS; r++)); do
 		q 'DROP TABLE IF EXISTS bench' >/dev/null
 		rm -rf "$WORK/out" "$WORK/position"
 		t0=$(now_ms)
-		"$@" 2>"$WORK/last.err" || die "$name failed: $(tail -n 3 "$WORK/last.err")"
+		{ time "$@" 2>"$WORK/last.err"; } 2>"$WORK/time.out" ||
+			die "$name failed: $(tail -n 3 "$WORK/last.err")"
 		t1=$(now_ms)
 		rates+=($((ROWS * 1000 / (t1 - t0 > 0 ? t1 - t0 : 1))))
+		cpus+=("$(awk -v n="$ROWS" '{ printf "%.2f", ($1 + $2) * 1000000 / n }' "$WORK/time.out")")
 	done
 	RATE[$name]=$(median "${rates[@]}")
+	CPU[$name]=$(median "${cpus[@]}")
 }
 common=(--storage-dir "$STORE" --table bench --batch-rows "$BATCH_ROWS" --node bench)
 
@@ -158,11 +162,11 @@ run_case ship "$DSTORE" ship "${common[@]}" --url "$URL" --create --until-caught
 COUNTED=$(q 'SELECT count() FROM bench')
 [[ $COUNTED == "$ROWS" ]] || die "after ship ClickHouse holds $COUNTED rows, the store $ROWS"
 
-echo "== rows per second (median of $RUNS), bytes per event"
-printf '%-34s %12s %14s\n' case rows/s bytes/event
-printf '%-34s %12s %14s\n' "encode rows only (--out)" "${RATE[encode]}" "${BYTES[encode]} RowBinary"
-printf '%-34s %12s %14s\n' "export, LZ4 framing" "${RATE[export-lz4]}" "${BYTES[export-lz4]} sent"
-printf '%-34s %12s %14s\n' "export, uncompressed" "${RATE[export-plain]}" "${BYTES[export-plain]} sent"
-printf '%-34s %12s %14s\n' "ship --until-caught-up (LZ4)" "${RATE[ship]}" "-"
-printf '%-34s %12s %14.1f\n' "ClickHouse storage (legacy table)" "-" "$STORED"
-printf '%-34s %12s %14.1f\n' "dstore storage" "-" "$(du -cb "$STORE"/*.dst | tail -n 1 | awk -v n="$ROWS" '{ print $1 / n }')"
+echo "== rows per second and dstore's CPU seconds per million rows (median of $RUNS), bytes per event"
+printf '%-34s %12s %12s %18s\n' case rows/s cpu-s/M bytes/event
+printf '%-34s %12s %12s %18s\n' "encode rows only (--out)" "${RATE[encode]}" "${CPU[encode]}" "${BYTES[encode]} RowBinary"
+printf '%-34s %12s %12s %18s\n' "export, LZ4 framing" "${RATE[export-lz4]}" "${CPU[export-lz4]}" "${BYTES[export-lz4]} sent"
+printf '%-34s %12s %12s %18s\n' "export, uncompressed" "${RATE[export-plain]}" "${CPU[export-plain]}" "${BYTES[export-plain]} sent"
+printf '%-34s %12s %12s %18s\n' "ship --until-caught-up (LZ4)" "${RATE[ship]}" "${CPU[ship]}" "-"
+printf '%-34s %12s %12s %18.1f\n' "ClickHouse storage (legacy table)" "-" "-" "$STORED"
+printf '%-34s %12s %12s %18.1f\n' "dstore storage" "-" "-" "$(du -cb "$STORE"/*.dst | tail -n 1 | awk -v n="$ROWS" '{ print $1 / n }')"
