@@ -48,6 +48,14 @@ fn item_time(item: &Value) -> u64 {
         + item["timeUsec"].as_u64().expect("timeUsec")
 }
 
+/// The times of a document's items, none when `items` is not an array.
+fn item_times(doc: &Value) -> Vec<u64> {
+    doc["items"]
+        .as_array()
+        .map(|a| a.iter().map(item_time).collect())
+        .unwrap_or_default()
+}
+
 /// Parses the 1.x document and checks its shape: the four keys in order, `number` the item count,
 /// `msec` a number, every item starting with the 1.x keys in their order.
 fn try_document(o: &Output, label: &str) -> Result<Value, String> {
@@ -216,25 +224,13 @@ impl Built {
             ));
         }
 
-        let o = grep(&self.store, &[args, &["--count"]].concat());
-        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if o.status.code() != want_code || text != want.len().to_string() {
-            bad.push(format!(
-                "{label} --count: exit {:?} (want {want_code:?}), printed {text:?}, want {} {}",
-                o.status.code(),
-                want.len(),
-                stderr(&o)
-            ));
-        }
+        bad.extend(count_mismatch(&self.store, args, &label, want.len()));
 
         let o = grep(&self.store, args);
         match try_document(&o, &label) {
             Err(e) => bad.push(e),
             Ok(doc) => {
-                let got: Vec<u64> = doc["items"]
-                    .as_array()
-                    .map(|a| a.iter().map(item_time).collect())
-                    .unwrap_or_default();
+                let got: Vec<u64> = item_times(&doc);
                 if o.status.code() != want_code || got != want_times {
                     bad.push(format!(
                         "{label}: exit {:?} (want {want_code:?}), items {:?}, want {:?}",
@@ -247,6 +243,21 @@ impl Built {
         }
         bad
     }
+}
+
+/// `grep args --count` must print `want` and exit 0, or exit 1 when `want` is 0; the mismatch, if
+/// any.
+fn count_mismatch(store: &Path, args: &[&str], label: &str, want: usize) -> Option<String> {
+    let want_code = Some(if want == 0 { 1 } else { 0 });
+    let o = grep(store, &[args, &["--count"]].concat());
+    let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.code() != want_code || text != want.to_string()).then(|| {
+        format!(
+            "{label} --count: exit {:?} (want {want_code:?}), printed {text:?}, want {want} {}",
+            o.status.code(),
+            stderr(&o)
+        )
+    })
 }
 
 fn report(bad: Vec<String>) {
@@ -621,73 +632,35 @@ fn each_filter_alone_and_combined_on_known_events() {
 fn time_edges_and_undecodable_events() {
     let s = build("times", synthetic_events());
     let secs = |us: u64| format!("{}.{:06}", (B + us) / 1_000_000, (B + us) % 1_000_000);
+    // `--from` and `--to` as given, and the offsets of the window they mean.
+    let span = |from: String, to: String, f: u64, t: u64| {
+        (vec!["--from".into(), from, "--to".into(), to], f, t)
+    };
+    let window = |from: u64, to: u64| span(secs(from), secs(to), from, to);
     let owned: Vec<(Vec<String>, u64, u64)> = vec![
-        (vec!["--from".into(), secs(0), "--to".into(), secs(1)], 0, 1),
-        (vec!["--from".into(), secs(1), "--to".into(), secs(2)], 1, 2),
-        (
-            vec!["--from".into(), secs(1), "--to".into(), secs(1_000_000)],
-            1,
-            1_000_000,
-        ),
-        (
-            vec![
-                "--from".into(),
-                secs(999_999),
-                "--to".into(),
-                secs(1_000_001),
-            ],
-            999_999,
-            1_000_001,
-        ),
-        (
-            vec![
-                "--from".into(),
-                secs(1_000_000),
-                "--to".into(),
-                secs(1_000_001),
-            ],
-            1_000_000,
-            1_000_001,
-        ),
+        window(0, 1),
+        window(1, 2),
+        window(1, 1_000_000),
+        window(999_999, 1_000_001),
+        window(1_000_000, 1_000_001),
         // Whole seconds, without a fraction.
-        (
-            vec![
-                "--from".into(),
-                B_SECS.to_string(),
-                "--to".into(),
-                (B_SECS + 1).to_string(),
-            ],
-            0,
-            1_000_000,
-        ),
+        span(B_SECS.to_string(), (B_SECS + 1).to_string(), 0, 1_000_000),
         // RFC 3339 with and without fractions and zones.
-        (
-            vec![
-                "--from".into(),
-                "2026-01-01T00:00:01Z".into(),
-                "--to".into(),
-                "2026-01-01T00:00:01.000001Z".into(),
-            ],
+        span(
+            "2026-01-01T00:00:01Z".into(),
+            "2026-01-01T00:00:01.000001Z".into(),
             1_000_000,
             1_000_001,
         ),
-        (
-            vec![
-                "--from".into(),
-                "2026-01-01T01:00:00.000001+01:00".into(),
-                "--to".into(),
-                "2026-01-01T00:00:02Z".into(),
-            ],
+        span(
+            "2026-01-01T01:00:00.000001+01:00".into(),
+            "2026-01-01T00:00:02Z".into(),
             1,
             2_000_000,
         ),
-        (
-            vec![
-                "--from".into(),
-                "2026-01-01 00:01:00".into(),
-                "--to".into(),
-                "2026-01-01T00:01:00.000001Z".into(),
-            ],
+        span(
+            "2026-01-01 00:01:00".into(),
+            "2026-01-01T00:01:00.000001Z".into(),
             60_000_000,
             60_000_001,
         ),
@@ -705,36 +678,9 @@ fn time_edges_and_undecodable_events() {
             u64::MAX - B,
         ),
         // Undecodable events found by time alone.
-        (
-            vec![
-                "--from".into(),
-                secs(1_500_000),
-                "--to".into(),
-                secs(1_500_001),
-            ],
-            1_500_000,
-            1_500_001,
-        ),
-        (
-            vec![
-                "--from".into(),
-                secs(1_000_001),
-                "--to".into(),
-                secs(2_000_000),
-            ],
-            1_000_001,
-            2_000_000,
-        ),
-        (
-            vec![
-                "--from".into(),
-                secs(6_000_000),
-                "--to".into(),
-                secs(60_000_000),
-            ],
-            6_000_000,
-            60_000_000,
-        ),
+        window(1_500_000, 1_500_001),
+        window(1_000_001, 2_000_000),
+        window(6_000_000, 60_000_000),
         // from= and to= as search words.
         (
             vec![format!("from={}", secs(1)), format!("to={}", secs(2))],
@@ -1314,10 +1260,7 @@ fn dgrep_through_a_symlink_is_dstore_grep() {
     let want = s.select(None, Some(&|e: &Ev| e.policy_is("spamhaus-dbl")));
     let o = dgrep(&["pr=spamhaus-dbl"]);
     let doc = document(&o, "dgrep pr=spamhaus-dbl");
-    let got: Vec<u64> = doc["items"]
-        .as_array()
-        .map(|a| a.iter().map(item_time).collect())
-        .unwrap_or_default();
+    let got: Vec<u64> = item_times(&doc);
     let want_times: Vec<u64> = want.iter().map(|&i| s.evs[i].time_us).collect();
     assert_eq!(got, want_times);
     let o = dgrep(&["absent.example"]);
@@ -1756,23 +1699,12 @@ impl Sample {
                 stderr(&o)
             ));
         }
-        let o = grep(&self.store, &[args, &["--count"]].concat());
-        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if o.status.code() != want_code || text != want.len().to_string() {
-            bad.push(format!(
-                "{label} --count: exit {:?}, printed {text:?}, want {}",
-                o.status.code(),
-                want.len()
-            ));
-        }
+        bad.extend(count_mismatch(&self.store, args, &label, want.len()));
         let o = grep(&self.store, args);
         match try_document(&o, &label) {
             Err(e) => bad.push(e),
             Ok(doc) => {
-                let got: Vec<u64> = doc["items"]
-                    .as_array()
-                    .map(|a| a.iter().map(item_time).collect())
-                    .unwrap_or_default();
+                let got: Vec<u64> = item_times(&doc);
                 let want_times: Vec<u64> = want.iter().map(|&i| self.events[i].time_us).collect();
                 if got != want_times {
                     bad.push(format!(

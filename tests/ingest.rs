@@ -630,6 +630,11 @@ impl Producer {
 }
 
 /// The two samples, streamed at the same time on the first listener.
+/// Waits for the producers to finish; the frames they sent, in order.
+fn join_all(producers: Vec<Producer>) -> Vec<Vec<u8>> {
+    producers.into_iter().flat_map(Producer::join).collect()
+}
+
 fn good_producers(ingest: &Ingest) -> Vec<Producer> {
     vec![
         Producer::sample(DNSDIST, ingest.addr(0), FrameWidth::Two),
@@ -744,9 +749,7 @@ fn finish(
     width: FrameWidth,
 ) -> Stored {
     let mut expected = extra;
-    for p in producers {
-        expected.extend(p.join());
-    }
+    expected.extend(join_all(producers));
     let n = expected.len() as u64;
     let deadline = Instant::now() + WAIT;
     while ingest.metric("stored_events_total") < n && Instant::now() < deadline {
@@ -859,23 +862,14 @@ fn random_garbage_is_framed_as_any_receiver_would_and_closed_on_a_bad_length() {
     );
 }
 
-#[test]
-fn an_http_request_is_turned_away() {
-    let dir = Scratch::new("ingest-http");
+/// Sends `bytes` that start like another protocol's stream: the connection is turned away as
+/// `kind`, the good producers meanwhile lose nothing.
+fn turned_away(tag: &str, bytes: &[u8], what: &str, kind: &'static str) {
+    let dir = Scratch::new(tag);
     let mut ingest = Ingest::start(&dir, &[]);
     let good = good_producers(&ingest);
-    let request =
-        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
-    let (outcome, frames) = bad_stream(
-        &mut ingest,
-        0,
-        FrameWidth::Two,
-        0xffff,
-        request,
-        "an HTTP request",
-    );
-    assert_eq!(outcome, Outcome::Foreign("HTTP"));
-    assert!(frames.is_empty());
+    let (outcome, _) = bad_stream(&mut ingest, 0, FrameWidth::Two, 0xffff, bytes, what);
+    assert_eq!(outcome, Outcome::Foreign(kind));
     finish(
         ingest,
         good,
@@ -891,10 +885,14 @@ fn an_http_request_is_turned_away() {
 }
 
 #[test]
+fn an_http_request_is_turned_away() {
+    let request =
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n";
+    turned_away("ingest-http", request, "an HTTP request", "HTTP");
+}
+
+#[test]
 fn a_tls_client_hello_is_turned_away() {
-    let dir = Scratch::new("ingest-tls");
-    let mut ingest = Ingest::start(&dir, &[]);
-    let good = good_producers(&ingest);
     // A TLS 1.2 record header, a ClientHello handshake header, version, random, and the rest.
     let mut rng = Rng(0x5eed_0002);
     let body_len = 508usize;
@@ -904,27 +902,7 @@ fn a_tls_client_hello_is_turned_away() {
     hello.extend_from_slice(&((body_len - 4) as u32).to_be_bytes()[1..]);
     hello.extend_from_slice(&[0x03, 0x03]);
     hello.extend(rng.bytes(body_len - 6));
-    let (outcome, _) = bad_stream(
-        &mut ingest,
-        0,
-        FrameWidth::Two,
-        0xffff,
-        &hello,
-        "a TLS ClientHello",
-    );
-    assert_eq!(outcome, Outcome::Foreign("TLS"));
-    finish(
-        ingest,
-        good,
-        Vec::new(),
-        &[
-            ("foreign_streams_total", 1),
-            ("bad_lengths_total", 0),
-            ("partial_frames_total", 0),
-            ("undecodable_events_total", 0),
-        ],
-        FrameWidth::Two,
-    );
+    turned_away("ingest-tls", &hello, "a TLS ClientHello", "TLS");
 }
 
 #[test]
@@ -1089,10 +1067,7 @@ fn silent_producers_stay_connected_and_cost_nothing() {
     let good = good_producers(&ingest);
     let mut silent: Vec<TcpStream> = (0..50).map(|_| connect(ingest.addr(0))).collect();
     ingest.wait_metric_at_least("accepted_connections_total", 52);
-    let mut sent = Vec::new();
-    for p in good {
-        sent.extend(p.join());
-    }
+    let sent = join_all(good);
     ingest.wait_metric_eq("stored_events_total", sent.len() as u64);
     ingest.wait_metric_eq("connections", 50);
     // Nothing to do but hold fifty silent connections: the daemon sleeps.
@@ -1426,10 +1401,7 @@ fn sighup_rereads_allow_from_and_closes_connections_no_longer_allowed() {
         Duration::from_millis(300),
         "127.0.0.1 after SIGHUP allowed it",
     );
-    let mut sent = Vec::new();
-    for p in good {
-        sent.extend(p.join());
-    }
+    let sent = join_all(good);
     ingest.wait_metric_eq("stored_events_total", sent.len() as u64);
     ingest.wait_metric_eq("connections", 1);
 

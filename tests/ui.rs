@@ -39,11 +39,7 @@ fn the_web_ui_searches_shows_and_links_in_chromium() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     // A free port, then the gateway on it; its start-up line says it is serving.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = dstore()
         .args([
             "gateway",

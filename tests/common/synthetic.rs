@@ -393,18 +393,9 @@ pub fn import_files(scratch: &Scratch, store: &Path, files: &[&[Vec<u8>]]) {
 
 pub fn synthetic_events() -> Vec<Ev> {
     let s = |us: u64| B + us;
-    vec![
-        ev("e0", s(0), QUERY, Some("www.Example.COM."), Some(1))
-            .id(1)
-            .from("192.0.2.1")
-            .to("198.51.100.53")
-            .proto(1)
-            .server("dnsdist-1")
-            .rid("alice")
-            .did("dev-1")
-            .dname("laptop"),
-        ev("e1", s(1), RESPONSE, Some("www.Example.COM."), Some(1))
-            .id(1)
+    // What a query and its response share: the id, the addresses, the protocol and the rest.
+    let alice = |e: Ev| {
+        e.id(1)
             .from("192.0.2.1")
             .to("198.51.100.53")
             .proto(1)
@@ -412,112 +403,121 @@ pub fn synthetic_events() -> Vec<Ev> {
             .rid("alice")
             .did("dev-1")
             .dname("laptop")
-            .rcode(0)
-            .a("www.example.com.", "192.0.2.80"),
-        ev("e2", s(2), QUERY, Some("example.com"), Some(28))
-            .id(2)
-            .from("2001:db8::1")
-            .to("2001:db8::53")
-            .proto(2)
-            .server("dnsdist-2")
-            .rid("bob"),
-        ev("e3", s(999_999), RESPONSE, Some("EXAMPLE.com."), Some(28))
-            .id(2)
+    };
+    let bob = |e: Ev| {
+        e.id(2)
             .from("2001:db8::1")
             .to("2001:db8::53")
             .proto(2)
             .server("dnsdist-2")
             .rid("bob")
-            .rcode(0)
-            .a("example.com.", "2001:db8::80")
-            .a("example.com.", "2001:db8:0:1::81"),
-        ev("e4", s(1_000_000), QUERY, Some("badexample.com."), Some(1))
-            .id(3)
-            .from("192.0.2.77")
+    };
+    let bad = |e: Ev| e.id(3).from("192.0.2.77").to("198.51.100.53").proto(3);
+    let phone = |e: Ev| {
+        e.id(4)
+            .from("10.1.2.3")
+            .to("10.0.0.53")
+            .proto(4)
+            .ecs("203.0.113.0")
+            .did("dev-2")
+            .dname("phone")
+    };
+    let rec = |e: Ev| {
+        e.id(5)
+            .from("10.0.0.53")
+            .to("192.0.2.53")
+            .proto(1)
+            .server("rec-1")
+    };
+    let deep = |e: Ev| e.id(8).from("192.0.2.1").to("198.51.100.53").proto(7);
+    let upper = |e: Ev| {
+        e.id(9)
+            .from("192.0.2.2")
             .to("198.51.100.53")
-            .proto(3),
-        ev(
+            .proto(1)
+            .server("dnsdist-1")
+    };
+    vec![
+        alice(ev("e0", s(0), QUERY, Some("www.Example.COM."), Some(1))),
+        alice(ev("e1", s(1), RESPONSE, Some("www.Example.COM."), Some(1)))
+            .rcode(0)
+            .a("www.example.com.", "192.0.2.80"),
+        bob(ev("e2", s(2), QUERY, Some("example.com"), Some(28))),
+        bob(ev(
+            "e3",
+            s(999_999),
+            RESPONSE,
+            Some("EXAMPLE.com."),
+            Some(28),
+        ))
+        .rcode(0)
+        .a("example.com.", "2001:db8::80")
+        .a("example.com.", "2001:db8:0:1::81"),
+        bad(ev(
+            "e4",
+            s(1_000_000),
+            QUERY,
+            Some("badexample.com."),
+            Some(1),
+        )),
+        bad(ev(
             "e5",
             s(1_000_001),
             RESPONSE,
             Some("badexample.com."),
             Some(1),
-        )
-        .id(3)
-        .from("192.0.2.77")
-        .to("198.51.100.53")
-        .proto(3)
+        ))
         .rcode(3)
         .policy("spamhaus-dbl")
         .tags(&["malware"]),
         // Undecodable: every field a filter looks at is readable before the damage.
-        ev(
+        alice(ev(
             "u0",
             s(1_500_000),
             RESPONSE,
             Some("www.example.com."),
             Some(1),
-        )
-        .id(1)
-        .from("192.0.2.1")
-        .to("198.51.100.53")
-        .proto(1)
-        .server("dnsdist-1")
-        .rid("alice")
-        .did("dev-1")
-        .dname("laptop")
+        ))
         .ecs("203.0.113.0")
         .rcode(3)
         .policy("spamhaus-dbl")
         .tags(&["malware"])
         .a("www.example.com.", "192.0.2.80")
         .broken(),
-        ev(
+        phone(ev(
             "e6",
             s(2_000_000),
             QUERY,
             Some("Mail.example.com"),
             Some(15),
-        )
-        .id(4)
-        .from("10.1.2.3")
-        .to("10.0.0.53")
-        .proto(4)
-        .ecs("203.0.113.0")
-        .did("dev-2")
-        .dname("phone"),
-        ev(
+        )),
+        phone(ev(
             "e7",
             s(2_000_500),
             RESPONSE,
             Some("mail.example.com."),
             Some(15),
-        )
-        .id(4)
-        .from("10.1.2.3")
-        .to("10.0.0.53")
-        .proto(4)
-        .ecs("203.0.113.0")
-        .did("dev-2")
-        .dname("phone")
+        ))
         .rcode(0)
         .text_rr("mail.example.com.", 5, "mx.example.net.")
         .a("mx.example.net.", "198.51.100.25"),
-        ev("e8", s(3_000_000), OUTGOING, Some("example.com."), Some(2))
-            .id(5)
-            .from("10.0.0.53")
-            .to("192.0.2.53")
-            .proto(1)
-            .server("rec-1"),
+        rec(ev(
+            "e8",
+            s(3_000_000),
+            OUTGOING,
+            Some("example.com."),
+            Some(2),
+        )),
         // "ns1.example.com." is 16 bytes long: text, not an IPv6 address.
-        ev("e9", s(3_000_010), INCOMING, Some("example.com."), Some(2))
-            .id(5)
-            .from("10.0.0.53")
-            .to("192.0.2.53")
-            .proto(1)
-            .server("rec-1")
-            .rcode(0)
-            .text_rr("example.com.", 2, "ns1.example.com."),
+        rec(ev(
+            "e9",
+            s(3_000_010),
+            INCOMING,
+            Some("example.com."),
+            Some(2),
+        ))
+        .rcode(0)
+        .text_rr("example.com.", 2, "ns1.example.com."),
         ev(
             "e10",
             s(4_000_000),
@@ -547,53 +547,35 @@ pub fn synthetic_events() -> Vec<Ev> {
         .proto(5)
         .rcode(2)
         .text_rr("xn--bcher-kva.example.", 16, "\"hello\""),
-        ev(
+        deep(ev(
             "e12",
             s(6_000_000),
             QUERY,
             Some("a.b.c.example.com."),
             Some(65),
-        )
-        .id(8)
-        .from("192.0.2.1")
-        .to("198.51.100.53")
-        .proto(7),
-        ev(
+        )),
+        deep(ev(
             "u1",
             s(7_000_000),
             QUERY,
             Some("a.b.c.example.com."),
             Some(65),
-        )
-        .id(8)
-        .from("192.0.2.1")
-        .to("198.51.100.53")
-        .proto(7)
+        ))
         .broken(),
-        ev(
+        upper(ev(
             "e13",
             s(60_000_000),
             QUERY,
             Some("WWW.EXAMPLE.COM"),
             Some(1),
-        )
-        .id(9)
-        .from("192.0.2.2")
-        .to("198.51.100.53")
-        .proto(1)
-        .server("dnsdist-1"),
-        ev(
+        )),
+        upper(ev(
             "e14",
             s(60_000_001),
             RESPONSE,
             Some("www.example.com."),
             Some(1),
-        )
-        .id(9)
-        .from("192.0.2.2")
-        .to("198.51.100.53")
-        .proto(1)
-        .server("dnsdist-1")
+        ))
         .rcode(0)
         .a("www.example.com.", "192.0.2.80")
         .policy("SpamHaus-DBL")
