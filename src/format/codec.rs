@@ -734,7 +734,11 @@ struct Reader<'a> {
     what: &'static str,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8], what: &'static str) -> Reader<'a> {
+        Reader { data, pos: 0, what }
+    }
+
     #[inline]
     fn varint(&mut self) -> Result<u64, CodecError> {
         varint_at(self.data, &mut self.pos).map_err(|_| {
@@ -768,43 +772,22 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     out.event_leaves.clear();
     out.event_shapes.clear();
     let sections = sections(payload)?;
-    let find = |kind: u8| sections.iter().find(|s| s.kind == kind);
-    let need =
-        |kind: u8, what: &str| find(kind).ok_or_else(|| CodecError(format!("no {what} section")));
-
     let mut buf = std::mem::take(&mut out.buf);
-    read_times_and_flags(&sections, count, &mut buf, &mut out.times, &mut out.flags)?;
-
     let mut columns = std::mem::take(&mut out.columns);
-    let n_columns = read_columns(&sections, &mut columns, &|_| true)?;
-    columns.truncate(n_columns);
-
-    need(SECTION_SHAPES, "shapes")?.read_into(&mut buf)?;
-    let programs = compile_shapes(&buf, count, &columns)?;
-
-    let mut shape_ids = Vec::new();
-    need(SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
-    let mut refs = Vec::new();
-    need(SECTION_REFS, "refs")?.read_into(&mut refs)?;
     let mut opaque = Vec::new();
-    if let Some(s) = find(SECTION_OPAQUE) {
-        s.read_into(&mut opaque)?;
-    }
-    let mut shape_ids = Reader {
-        data: &shape_ids,
-        pos: 0,
-        what: "shape ids",
-    };
-    let mut refs = Reader {
-        data: &refs,
-        pos: 0,
-        what: "refs",
-    };
-    let mut opaque = Reader {
-        data: &opaque,
-        pos: 0,
-        what: "opaque frames",
-    };
+    let layout = read_layout(
+        &sections,
+        count,
+        &|_| true,
+        &mut buf,
+        (&mut out.times, &mut out.flags),
+        &mut columns,
+        &mut opaque,
+    )?;
+    let programs = layout.programs;
+    let mut shape_ids = Reader::new(&layout.shape_ids, "shape ids");
+    let mut refs = Reader::new(&layout.refs, "refs");
+    let mut opaque = Reader::new(&opaque, "opaque frames");
     let mut stack: Vec<(usize, usize)> = Vec::with_capacity(MAX_DEPTH);
 
     for index in 0..count {
@@ -1007,19 +990,19 @@ pub fn decode_columns(
     out: &mut Columns,
 ) -> Result<bool, CodecError> {
     let sections = sections(payload)?;
-    let find = |kind: u8| sections.iter().find(|s| s.kind == kind);
-    let need =
-        |kind: u8, what: &str| find(kind).ok_or_else(|| CodecError(format!("no {what} section")));
-    out.times.clear();
-    out.flags.clear();
     out.opaque_frames.clear();
     let mut buf = std::mem::take(&mut out.buf);
-    read_times_and_flags(&sections, count, &mut buf, &mut out.times, &mut out.flags)?;
     let mut columns = std::mem::take(&mut out.columns);
-    let n_columns = read_columns(&sections, &mut columns, &|key| paths.contains(&key))?;
-    columns.truncate(n_columns);
-    need(SECTION_SHAPES, "shapes")?.read_into(&mut buf)?;
-    let programs = compile_shapes(&buf, count, &columns)?;
+    let layout = read_layout(
+        &sections,
+        count,
+        &|key| paths.contains(&key),
+        &mut buf,
+        (&mut out.times, &mut out.flags),
+        &mut columns,
+        &mut out.opaque,
+    )?;
+    let programs = layout.programs;
     out.buf = buf;
     // Which wanted path each column is (if any).
     let wanted: Vec<Option<usize>> = columns
@@ -1034,24 +1017,8 @@ pub fn decode_columns(
     }
     // The occurrence each event's value is, to resolve inheritance.
     let mut occs: Vec<Vec<u16>> = vec![vec![u16::MAX; count]; paths.len()];
-    let mut shape_ids = Vec::new();
-    need(SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
-    let mut refs = Vec::new();
-    need(SECTION_REFS, "refs")?.read_into(&mut refs)?;
-    out.opaque.clear();
-    if let Some(s) = find(SECTION_OPAQUE) {
-        s.read_into(&mut out.opaque)?;
-    }
-    let mut shape_ids = Reader {
-        data: &shape_ids,
-        pos: 0,
-        what: "shape ids",
-    };
-    let mut refs = Reader {
-        data: &refs,
-        pos: 0,
-        what: "refs",
-    };
+    let mut shape_ids = Reader::new(&layout.shape_ids, "shape ids");
+    let mut refs = Reader::new(&layout.refs, "refs");
     let mut opaque_pos = 0usize;
     let mut exact = true;
     for index in 0..count {
@@ -1145,6 +1112,56 @@ pub fn decode_columns(
     Ok(exact)
 }
 
+fn need_section<'s, 'p>(
+    sections: &'s [Section<'p>],
+    kind: u8,
+    what: &str,
+) -> Result<&'s Section<'p>, CodecError> {
+    sections
+        .iter()
+        .find(|s| s.kind == kind)
+        .ok_or_else(|| CodecError(format!("no {what} section")))
+}
+
+/// What both decoders read before they walk the events: each event's shape id and reference, and
+/// the shapes compiled against the columns kept.
+struct Layout {
+    programs: Programs,
+    shape_ids: Vec<u8>,
+    refs: Vec<u8>,
+}
+
+/// Reads times and flags, the columns `wanted` keeps (into `columns`), the shapes, shape ids and
+/// references, and the opaque frames (into `opaque`); `buf` is scratch.
+fn read_layout(
+    sections: &[Section],
+    count: usize,
+    wanted: &dyn Fn(&[u32]) -> bool,
+    buf: &mut Vec<u8>,
+    (times, flags): (&mut Vec<u64>, &mut Vec<u8>),
+    columns: &mut Vec<Column>,
+    opaque: &mut Vec<u8>,
+) -> Result<Layout, CodecError> {
+    read_times_and_flags(sections, count, buf, times, flags)?;
+    let n_columns = read_columns(sections, columns, wanted)?;
+    columns.truncate(n_columns);
+    need_section(sections, SECTION_SHAPES, "shapes")?.read_into(buf)?;
+    let programs = compile_shapes(buf, count, columns)?;
+    let mut shape_ids = Vec::new();
+    need_section(sections, SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
+    let mut refs = Vec::new();
+    need_section(sections, SECTION_REFS, "refs")?.read_into(&mut refs)?;
+    opaque.clear();
+    if let Some(s) = sections.iter().find(|s| s.kind == SECTION_OPAQUE) {
+        s.read_into(opaque)?;
+    }
+    Ok(Layout {
+        programs,
+        shape_ids,
+        refs,
+    })
+}
+
 /// Reads every event's time and flags (the times and flags sections), `buf` as scratch.
 fn read_times_and_flags(
     sections: &[Section],
@@ -1153,25 +1170,15 @@ fn read_times_and_flags(
     times: &mut Vec<u64>,
     flags: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
-    let need = |kind: u8, what: &str| {
-        sections
-            .iter()
-            .find(|s| s.kind == kind)
-            .ok_or_else(|| CodecError(format!("no {what} section")))
-    };
-    need(SECTION_TIMES, "times")?.read_into(buf)?;
-    let mut r = Reader {
-        data: buf,
-        pos: 0,
-        what: "times",
-    };
+    need_section(sections, SECTION_TIMES, "times")?.read_into(buf)?;
+    let mut r = Reader::new(buf, "times");
     times.clear();
     let mut time = 0u64;
     for _ in 0..count {
         time = time.wrapping_add(unzigzag(r.varint()?) as u64);
         times.push(time);
     }
-    need(SECTION_FLAGS, "flags")?.read_into(flags)?;
+    need_section(sections, SECTION_FLAGS, "flags")?.read_into(flags)?;
     if flags.len() != count {
         return bad(format!(
             "flags section holds {} events, the header says {count}",
@@ -1246,11 +1253,7 @@ fn compile_shapes(
     count: usize,
     columns: &[Column],
 ) -> Result<Programs, CodecError> {
-    let mut r = Reader {
-        data: section,
-        pos: 0,
-        what: "shapes",
-    };
+    let mut r = Reader::new(section, "shapes");
     let n_shapes = r.varint()?;
     if n_shapes > count as u64 {
         return bad(format!("{n_shapes} shapes for {count} events"));
