@@ -21,14 +21,8 @@ BATCH_ROWS=${BATCH_ROWS:-100000}
 START_TIMEOUT=${START_TIMEOUT:-60}
 
 cd "$(dirname "$0")/.."
-say() { printf '%s\n' "$*" >&2; }
-die() {
-	say "bench-clickhouse: $*"
-	exit 1
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
-alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 for var in EVENTS RUNS SEED BATCH_ROWS START_TIMEOUT; do
 	[[ ${!var} =~ ^[0-9]+$ && ${!var} != 0 ]] || die "$var must be a positive integer, not '${!var}'"
@@ -102,12 +96,8 @@ for ((i = 0; i < START_TIMEOUT * 4; i++)); do
 done
 q 'SELECT 1' >/dev/null || die "clickhouse-server did not answer within $START_TIMEOUT s"
 
-echo "== machine"
-echo "cpus:       $(nproc) ($(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1))"
-echo "memory:     $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
-echo "dstore:     $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+describe_machine
 echo "clickhouse: $(q 'SELECT version()') (private, 127.0.0.1, sharing the machine with dstore)"
-echo "load:       $(cut -d ' ' -f 1-3 /proc/loadavg) (other work on the machine skews the figures)"
 echo
 
 say "== $EVENTS synthetic events into a scratch store"

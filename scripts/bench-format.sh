@@ -16,18 +16,13 @@ RUNS=${RUNS:-3}
 SEED=${SEED:-1}
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-say() { printf '%s\n' "$*" >&2; }
-die() {
-	say "bench-format: $*"
-	exit 1
-}
 now() { date +%s.%N; }
 seconds_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 per_second() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }'; }
 per_event() { awk -v b="$1" -v n="$2" 'BEGIN { printf "%.1f", b / n }'; }
-thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|[,.]\)/\1,\2\3/' -e 'ta'; }
 size_of() { stat -c %s "$1"; }
 
 [[ $EVENTS =~ ^[1-9][0-9]*$ ]] || die "EVENTS must be a positive integer, not '$EVENTS'"
@@ -79,19 +74,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/dstore-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 F=$WORK/traffic.pb
 
-MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
-echo "== machine"
-echo "cpus:    $(nproc)"
-echo "cpu:     ${CPU:-unknown}"
-echo "memory:  $MEM"
-echo "kernel:  $(uname -sr)"
-echo "rustc:   $(rustc --version)"
-if [[ $DSTORE == target/release/dstore ]]; then
-	echo "dstore:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
-else
-	echo "dstore:  $DSTORE (given by DSTORE)"
-fi
+describe_machine
 echo "scratch: $WORK"
 echo
 
@@ -186,7 +169,7 @@ echo
 
 verdict() { awk -v v="$1" -v op="$2" -v g="$3" 'BEGIN { ok = (op == ">=" ? v >= g : v <= g); print (ok ? "met" : "missed") }'; }
 
-echo "== results: $(thousands "$EVENTS") events, median of $RUNS runs, $(nproc) cpus (${CPU:-unknown})"
+echo "== results: $(thousands "$EVENTS") events, median of $RUNS runs, $(nproc) cpus ($CPU_MODEL)"
 {
 	printf '%s|%s|%s|%s\n' metric value goal ""
 	printf '%s|%s|%s|%s\n' "import (events/s)" "$(thousands "$IMPORT_EPS")" ">= 1,000,000" "$(verdict "$IMPORT_EPS" ">=" 1000000)"

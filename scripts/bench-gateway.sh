@@ -35,13 +35,9 @@ RARE_RANK=${RARE_RANK:-20000}
 GOAL_P99_MS=50
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-say() { printf '%s\n' "$*" >&2; }
-die() {
-	say "bench-gateway: $*"
-	exit 1
-}
-thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|[,.]\)/\1,\2\3/' -e 'ta'; }
 # wrk prints latencies as 812.00us, 1.23ms, 2.01s or 1.50m; in milliseconds:
 to_ms() {
 	awk -v v="$1" 'BEGIN {
@@ -91,16 +87,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
-echo "== machine"
-echo "cpus:    $(nproc)"
-echo "cpu:     ${CPU:-unknown}"
-echo "memory:  $MEM"
-echo "kernel:  $(uname -sr)"
-echo "rustc:   $(rustc --version)"
+describe_machine
 echo "wrk:     $(wrk --version 2>&1 | awk 'NR == 1 { print substr($0, 1, 60) }' || true)"
-echo "dstore:  $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
 echo "scratch: $WORK"
 echo
 
@@ -262,7 +250,7 @@ for i in "${!urls[@]}"; do
 done
 echo
 
-echo "== results: $(thousands "$EVENTS") events over $((SPAN / 3600)) h, $CONNECTIONS clients, gateway workers ${WORKERS:-4 (default)}, $(nproc) cpus (${CPU:-unknown}), wrk on the same machine"
+echo "== results: $(thousands "$EVENTS") events over $((SPAN / 3600)) h, $CONNECTIONS clients, gateway workers ${WORKERS:-4 (default)}, $(nproc) cpus ($CPU_MODEL), wrk on the same machine"
 {
 	printf '%s\n' "request|s|requests|req/s|mean ms|conns/(req/s) ms|p50 ms|p99 ms|non-2xx/errors|timedOut|goal|"
 	printf '%s\n' "${rows[@]}"

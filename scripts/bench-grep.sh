@@ -34,28 +34,10 @@ CH_START_TIMEOUT=${CH_START_TIMEOUT:-60}
 CH_STOP_TIMEOUT=${CH_STOP_TIMEOUT:-30}
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-say() { printf '%s\n' "$*" >&2; }
-die() {
-	say "bench-grep: $*"
-	exit 1
-}
-# calc 'EXPRESSION' a=1 b=2: awk arithmetic on named values, printed with %.6f unless FORMAT is set.
-calc() {
-	local expr=$1
-	shift
-	local vars=()
-	for v in "$@"; do vars+=(-v "$v"); done
-	awk "${vars[@]}" "BEGIN { printf \"${FORMAT:-%.6f}\", ($expr) }"
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|[,.]\)/\1,\2\3/' -e 'ta'; }
 per_second() { FORMAT=%.0f calc 'ms > 0 ? n * 1000 / ms : 0' n="$1" ms="$2"; }
-alive() {
-	local state
-	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
-	[[ -n $state && $state != Z ]]
-}
 
 for var in EVENTS RUNS SEED START CH_START_TIMEOUT CH_STOP_TIMEOUT; do
 	[[ ${!var} =~ ^[0-9]+$ && ${!var} != 0 ]] || die "$var must be a positive integer, not '${!var}'"
@@ -109,19 +91,10 @@ GEN=$WORK/bin/gen_traffic
 F=$WORK/traffic.pb
 STORE=$WORK/store
 
-MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
-echo "== machine"
-echo "cpus:       $(nproc)"
-echo "cpu:        ${CPU:-unknown}"
-echo "memory:     $MEM"
-echo "kernel:     $(uname -sr)"
-echo "rustc:      $(rustc --version)"
-echo "dstore:     $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+describe_machine
 echo "clickhouse: $(dpkg-query -W -f '${Version}' clickhouse-server 2>/dev/null || echo 'not installed')"
 echo "lz4:        $(lz4 -V 2>&1 | grep -o 'v[0-9][0-9.]*' | head -n 1)"
 echo "scratch:    $WORK"
-echo "load:       $(cut -d ' ' -f 1-3 /proc/loadavg) (1, 5, 15 min averages; other work on the machine skews the figures)"
 echo
 
 # ---- ClickHouse: a private server -------------------------------------------------------------------
@@ -545,7 +518,7 @@ row "1-minute window of 30 days, ndjson" "${MS[window-ndjson]}" "${MS[window-ndj
 row "top 10 qnames, last day" "${MS[top]}" "${MS[top-ch]}" "" "" \
 	"< ClickHouse" "$(verdict "${MS[top]}" "${MS[top-ch]}")"
 
-echo "== results: $(thousands "$EVENTS") events over $DAYS days, median of $RUNS runs, whole commands, $NPROC cpus (${CPU:-unknown})"
+echo "== results: $(thousands "$EVENTS") events over $DAYS days, median of $RUNS runs, whole commands, $NPROC cpus ($CPU_MODEL)"
 printf '%s\n' "${ROWS[@]}" | awk -F'|' '
 	{ for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } rows = NR }
 	END {

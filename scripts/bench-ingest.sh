@@ -36,22 +36,10 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-120}
 STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-say() { printf '%s\n' "$*" >&2; }
-die() {
-	say "bench-ingest: $*"
-	exit 1
-}
 now() { date +%s.%N; }
-thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|[,.]\)/\1,\2\3/' -e 'ta'; }
-# calc 'EXPRESSION' a=1 b=2: awk arithmetic on named values, printed with %.6f unless FORMAT is set.
-calc() {
-	local expr=$1
-	shift
-	local vars=()
-	for v in "$@"; do vars+=(-v "$v"); done
-	awk "${vars[@]}" "BEGIN { printf \"${FORMAT:-%.6f}\", ($expr) }"
-}
 is_true() { [[ $(calc "$1" "${@:2}") != 0.000000 ]]; }
 # The value of KEY in a one-line JSON object of numbers, booleans, null and plain strings.
 json_field() { sed -n "s/.*\"$2\":\(\"[^\"]*\"\|[^,}]*\).*/\1/p" "$1" | tr -d '"'; }
@@ -67,11 +55,6 @@ forget() {
 	local keep=() p
 	for p in "${STARTED[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
 	STARTED=("${keep[@]}")
-}
-alive() {
-	local state
-	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
-	[[ -n $state && $state != Z ]]
 }
 WORK=
 cleanup() {
@@ -111,21 +94,8 @@ F=$WORK/traffic.pb
 : >"$WORK/empty.conf"
 TICKS=$(getconf CLK_TCK)
 
-MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-CPU=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
-echo "== machine"
-echo "cpus:       $(nproc)"
-echo "cpu:        ${CPU:-unknown}"
-echo "memory:     $MEM"
-echo "kernel:     $(uname -sr)"
-echo "rustc:      $(rustc --version)"
-if [[ $DSTORE == target/release/dstore ]]; then
-	echo "dstore:     $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
-else
-	echo "dstore:     $DSTORE (given by DSTORE)"
-fi
+describe_machine
 echo "open files: $(ulimit -n); somaxconn $(cat /proc/sys/net/core/somaxconn 2>/dev/null || echo '?'); tcp_rmem $(cat /proc/sys/net/ipv4/tcp_rmem 2>/dev/null | tr '\t' ' ')"
-echo "load:       $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before the runs; other work on the machine skews the figures"
 echo "scratch:    $WORK"
 echo
 
@@ -402,7 +372,7 @@ add_row "lz4 compress, 1 MiB chunks, one core" "" "$(thousands "$LZ4_EPS")" \
 echo
 
 echo "load average after the runs: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
-echo "== results: $(thousands "$EVENTS")-event stream ($(FORMAT=%.1f calc b b="$BYTES_PER_EVENT") bytes/event framed), $(nproc) cpus (${CPU:-unknown}), sender on the same machine"
+echo "== results: $(thousands "$EVENTS")-event stream ($(FORMAT=%.1f calc b b="$BYTES_PER_EVENT") bytes/event framed), $(nproc) cpus ($CPU_MODEL), sender on the same machine"
 {
 	printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\n' case received/s stored/s MB/s "CPU s/M" "RSS MiB" dropped goal ""
 	printf '%s\n' "${ROWS[@]}"

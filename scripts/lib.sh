@@ -1,0 +1,52 @@
+# Shell helpers the benchmark scripts share; sourced, not run. The caller sets `set -euo pipefail`
+# and runs from the repository root.
+
+BENCH=$(basename "$0" .sh)
+# A build to measure given in the environment (DSTORE=...), rather than this tree's.
+DSTORE_GIVEN=${DSTORE:-}
+CPU_MODEL=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
+CPU_MODEL=${CPU_MODEL:-unknown}
+
+say() { printf '%s\n' "$*" >&2; }
+die() {
+	say "$BENCH: $*"
+	exit 1
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|[,.]\)/\1,\2\3/' -e 'ta'; }
+now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+# calc 'EXPRESSION' a=1 b=2: awk arithmetic on named values, printed with %.6f unless FORMAT is set.
+calc() {
+	local expr=$1
+	shift
+	local vars=()
+	for v in "$@"; do vars+=(-v "$v"); done
+	awk "${vars[@]}" "BEGIN { printf \"${FORMAT:-%.6f}\", ($expr) }"
+}
+# Whether process $1 runs (a zombie does not).
+alive() {
+	local state
+	[[ -n ${1:-} ]] || return 1
+	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+	[[ -n $state && $state != Z ]]
+}
+
+# Prints the "== machine" lines every benchmark starts with: cores, CPU, memory, kernel, compiler,
+# the dstore measured (the tree's revision, or $DSTORE when a script was given another build) and
+# the load. The caller adds its own lines after it.
+describe_machine() {
+	local dstore
+	if [[ -z $DSTORE_GIVEN ]]; then
+		dstore="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (with uncommitted changes in src/)')"
+	else
+		dstore="$DSTORE_GIVEN (given by DSTORE)"
+	fi
+	echo "== machine"
+	echo "cpus:       $(nproc)"
+	echo "cpu:        $CPU_MODEL"
+	echo "memory:     $(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+	echo "kernel:     $(uname -sr)"
+	echo "rustc:      $(rustc --version)"
+	echo "dstore:     $dstore"
+	echo "load:       $(cut -d ' ' -f 1-3 /proc/loadavg) (1, 5, 15 min) before the runs; other work on the machine skews the figures"
+}
