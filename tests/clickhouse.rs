@@ -491,13 +491,6 @@ fn export_over_tls_checks_the_certificate() {
     assert_eq!(ch.number("SELECT count() FROM dns_events"), events);
 }
 
-/// A number that differs from run to run, for moments to kill at.
-fn jitter() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_micros())
-}
-
 /// A dstore daemon started by a test: its stderr goes to a file (never a pipe nobody reads), and it
 /// is killed (by its PID) if the test ends before stopping it.
 struct Daemon {
@@ -604,6 +597,7 @@ fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn ship_follows_the_store_through_outages_and_crashes() {
+    let mut rng = common::Rng::from_clock("kill moments");
     let s = Scratch::new("ch-ship");
     let mut ch = ClickHouse::start(&s.path("ch"));
     let store = s.path("store").display().to_string();
@@ -633,7 +627,7 @@ fn ship_follows_the_store_through_outages_and_crashes() {
     // while it is down; then it comes back.
     import(&store, &big);
     import(&store, &small);
-    std::thread::sleep(Duration::from_millis(100 + u64::from(jitter()) % 400));
+    std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
     ch.kill();
     import(&store, &small);
     import(&store, &big);
@@ -651,7 +645,7 @@ fn ship_follows_the_store_through_outages_and_crashes() {
     for i in 0..5u64 {
         import(&store, if i % 2 == 0 { &big } else { &small });
         let mut child = ship(&store, &ch.url(), &position, &[]);
-        std::thread::sleep(Duration::from_millis(50 + u64::from(jitter()) % 400));
+        std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
         child.kill();
     }
     // The last one ships what is left and stops by itself, within a bounded time.

@@ -54,27 +54,6 @@ fn decodes(frame: &[u8]) -> bool {
     dstore::pb::Message::decode(frame).is_ok()
 }
 
-/// xorshift64*: reproducible bytes without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// A number in `lo..=hi`.
-    fn between(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 32) as u8).collect()
-    }
-}
-
 /// What a receiver must do with a byte stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {

@@ -374,28 +374,6 @@ fn assert_holds(dir: &Path, present: &[&Written], what: &str) {
     );
 }
 
-/// xorshift64*: reproducible choices without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn from_clock(what: &str) -> Rng {
-        let seed = now_us() | 1;
-        eprintln!("{what}: seed {seed}");
-        Rng(seed)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// A process of ours, killed (SIGKILL, by its PID) if the test ends while it still runs.
 struct Guard(Child);
 
