@@ -545,7 +545,6 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     let mut saved_pos = saved;
     let mut last_report = Instant::now();
     let mut reported_rows = 0;
-    let mut failures_in_row = 0u32;
     loop {
         if reopen.swap(false, Relaxed) {
             if let Err(e) = log.reopen() {
@@ -588,7 +587,6 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
         if due {
             match insert(&mut client, &table, &batch) {
                 Ok(()) => {
-                    failures_in_row = 0;
                     stats.failing_for.store(0, Relaxed);
                     stats.rows.fetch_add(batch.rows, Relaxed);
                     stats.batches.fetch_add(1, Relaxed);
@@ -599,9 +597,8 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
                 }
                 Err(e) => {
                     stats.failures.fetch_add(1, Relaxed);
-                    failures_in_row += 1;
-                    stats.failing_for.store(u64::from(failures_in_row), Relaxed);
-                    let wait = Duration::from_secs(1 << failures_in_row.min(6));
+                    let failures = stats.failing_for.fetch_add(1, Relaxed) + 1;
+                    let wait = Duration::from_secs(1 << failures.min(6));
                     log.limited("insert", || {
                         format!("{e:#}; trying again in {} s", wait.as_secs())
                     });

@@ -11,6 +11,7 @@ use super::schema::Flavor;
 use crate::event_json::{address_text, record_data_text};
 use crate::format::wire::{put_varint, read_field, read_varint, WIRE_LEN, WIRE_VARINT};
 use crate::format::StoredEvent;
+use std::borrow::Cow;
 
 /// An event's identity in the table: the node that stored it and its sequence number there
 /// (segment sequence number << 40 | the event's position in its segment).
@@ -142,31 +143,36 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn type_text(kind: Option<u32>) -> String {
-    match kind {
-        None => String::new(),
-        Some(1) => "query".into(),
-        Some(2) => "response".into(),
-        Some(3) => "outgoing-query".into(),
-        Some(4) => "incoming-response".into(),
-        Some(5) => "internal".into(),
-        Some(n) => n.to_string(),
+/// The name of a message type or protocol, or its number when it has none (a newer PowerDNS).
+fn enum_text(value: Option<u32>, names: &[&'static str]) -> Cow<'static, str> {
+    match value {
+        None => Cow::Borrowed(""),
+        Some(n) => match names.get(n as usize) {
+            Some(name) if !name.is_empty() => Cow::Borrowed(name),
+            _ => Cow::Owned(n.to_string()),
+        },
     }
 }
 
-fn protocol_text(protocol: Option<u32>) -> String {
-    match protocol {
-        None => String::new(),
-        Some(1) => "udp".into(),
-        Some(2) => "tcp".into(),
-        Some(3) => "dot".into(),
-        Some(4) => "doh".into(),
-        Some(5) => "dnscrypt-udp".into(),
-        Some(6) => "dnscrypt-tcp".into(),
-        Some(7) => "doq".into(),
-        Some(n) => n.to_string(),
-    }
-}
+/// Indexed by PBDNSMessage's Type and SocketProtocol numbers.
+const TYPES: &[&str] = &[
+    "",
+    "query",
+    "response",
+    "outgoing-query",
+    "incoming-response",
+    "internal",
+];
+const PROTOCOLS: &[&str] = &[
+    "",
+    "udp",
+    "tcp",
+    "dot",
+    "doh",
+    "dnscrypt-udp",
+    "dnscrypt-tcp",
+    "doq",
+];
 
 /// 4 address bytes as IPv4-mapped IPv6, 16 as they are, anything else as `::`.
 fn address16(bytes: &[u8]) -> [u8; 16] {
@@ -201,7 +207,7 @@ pub fn encode_row(out: &mut Vec<u8>, ev: &StoredEvent, node: &str, id: EventId, 
     }
     put_str(out, node.as_bytes());
     out.extend_from_slice(&id.seq().to_le_bytes());
-    put_str(out, type_text(f.kind).as_bytes());
+    put_str(out, enum_text(f.kind, TYPES).as_bytes());
     out.push(u8::from(ev.undecodable()));
     let mut message_id = [0u8; 16];
     let n = f.message_id.len().min(16);
@@ -212,7 +218,7 @@ pub fn encode_row(out: &mut Vec<u8>, ev: &StoredEvent, node: &str, id: EventId, 
     }
     out.extend_from_slice(&message_id);
     put_str(out, f.server_identity);
-    put_str(out, protocol_text(f.protocol).as_bytes());
+    put_str(out, enum_text(f.protocol, PROTOCOLS).as_bytes());
     out.extend_from_slice(&address16(f.from));
     out.extend_from_slice(&(f.from_port as u16).to_le_bytes());
     out.extend_from_slice(&address16(f.to));
