@@ -377,10 +377,10 @@ impl EncoderPool {
     fn new(threads: usize) -> EncoderPool {
         let (done_tx, done) = std::sync::mpsc::channel();
         let jobs = (0..threads.max(1))
-            .map(|_| {
+            .map(|i| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1);
                 let done_tx = done_tx.clone();
-                std::thread::spawn(move || {
+                let work = move || {
                     let mut encoder = Encoder::new();
                     let mut facts = Vec::new();
                     for (seq, frames, pending, degraded) in rx {
@@ -401,7 +401,11 @@ impl EncoderPool {
                             return;
                         }
                     }
-                });
+                };
+                std::thread::Builder::new()
+                    .name(format!("encoder-{i}"))
+                    .spawn(work)
+                    .expect("cannot start an encoder thread");
                 tx
             })
             .collect();
