@@ -4,7 +4,7 @@
 //! rules a search out is never opened.
 
 use crate::dns::{qtype_from_name, rcode_from_name};
-use crate::format::codec::{Columns, FLAG_UNDECODABLE};
+use crate::format::codec::Columns;
 use crate::format::summary::{name_key, Summary};
 use crate::format::wire::{read_field, read_varint, WIRE_LEN, WIRE_VARINT};
 use crate::format::{StoredEvent, TimeRange};
@@ -347,7 +347,7 @@ impl Filter {
 
     /// Whether event `i` of a block read by columns (the `fields` of `columns()`) matches.
     pub fn matches_columns(&self, cols: &Columns, fields: &[Field], i: usize) -> bool {
-        if !self.range().contains(cols.times[i]) || cols.flags[i] & FLAG_UNDECODABLE != 0 {
+        if !self.range().contains(cols.times[i]) || cols.undecodable(i) {
             return false;
         }
         if let Some(frame) = cols.opaque_frame(i) {

@@ -440,7 +440,7 @@ fn aggregate_from_columns(
         .map(|t| fields.iter().position(|x| x == t).unwrap_or(0))
         .collect();
     for i in 0..c.len() {
-        let undecodable = c.flags[i] & crate::format::codec::FLAG_UNDECODABLE != 0;
+        let undecodable = c.undecodable(i);
         let matched = if f.has_field_conditions() {
             f.matches_columns(c, &fields, i)
         } else {

@@ -39,9 +39,23 @@ fn write_store(dir: &Path, frames: &[Vec<u8>], options: WriterOptions) {
 
 /// Every event of every readable block of a segment, and the errors met.
 fn read_segment(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
+    let (events, errors) = read_events(path);
+    (events.into_iter().map(|e| e.frame).collect(), errors)
+}
+
+/// What a reader learns of one stored event.
+#[derive(Debug, PartialEq, Eq)]
+struct Read {
+    frame: Vec<u8>,
+    time_us: u64,
+    undecodable: bool,
+    time_from_receive: bool,
+}
+
+fn read_events(path: &Path) -> (Vec<Read>, Vec<String>) {
     let segment = Segment::open(path).expect("open segment");
     let (mut decoded, mut buf) = (Decoded::default(), Vec::new());
-    let (mut frames, mut errors) = (Vec::new(), Vec::new());
+    let (mut events, mut errors) = (Vec::new(), Vec::new());
     scan_segment(
         &segment,
         TimeRange::ALL,
@@ -49,12 +63,17 @@ fn read_segment(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
         &mut buf,
         &mut |e| errors.push(e.to_string()),
         &mut |ev| {
-            frames.push(ev.frame.to_vec());
+            events.push(Read {
+                frame: ev.frame.to_vec(),
+                time_us: ev.time_us,
+                undecodable: ev.undecodable(),
+                time_from_receive: ev.time_from_receive(),
+            });
             Ok(true)
         },
     )
     .expect("scan");
-    (frames, errors)
+    (events, errors)
 }
 
 #[test]
@@ -392,22 +411,50 @@ fn degraded_blocks_keep_every_event_exactly_and_have_no_summary() {
     for name in SAMPLES {
         let dir = Scratch::new("degraded");
         let frames = frames_of(&std::fs::read(sample(name)).expect("sample"));
+        let receive_time = |i: usize| 1_700_000_000_000_000 + i as u64;
         let (mut w, _) = StoreWriter::open(&dir.0, small_blocks()).expect("open store");
         w.set_degraded(true);
-        for (i, f) in frames.iter().enumerate() {
-            w.append(f, 1_700_000_000_000_000 + i as u64)
-                .expect("append");
+        // The first half one by one, the rest in batches of 100, as ingest hands them over.
+        let half = frames.len() / 2;
+        for (i, f) in frames[..half].iter().enumerate() {
+            w.append(f, receive_time(i)).expect("append");
+        }
+        for (n, chunk) in frames[half..].chunks(100).enumerate() {
+            let (mut batch, mut ends) = (Vec::new(), Vec::new());
+            for f in chunk {
+                batch.extend_from_slice(f);
+                ends.push(batch.len() as u32);
+            }
+            let times: Vec<u64> = (0..chunk.len())
+                .map(|i| receive_time(half + n * 100 + i))
+                .collect();
+            w.append_batch(batch, &ends, &times).expect("append batch");
         }
         let stats = w.close().expect("close");
         assert_eq!(stats.degraded_events, frames.len() as u64, "{name}");
         assert_eq!(stats.degraded_blocks, stats.blocks, "{name}");
+        assert_eq!(
+            stats.undecodable, 0,
+            "{name}: degraded blocks check nothing"
+        );
         let path = &segment_paths(&dir.0).expect("list")[0];
-        let (read, errors) = read_segment(path);
+        let (read, errors) = read_events(path);
         assert!(errors.is_empty(), "{name}: {errors:?}");
+        // Read back, every event is what a normal block gives: frame, time, and whether it decodes
+        // (checked as it is read, since the writer did not).
+        let normal = Scratch::new("normal");
+        write_store(&normal.0, &frames, small_blocks());
+        let (want, _) = read_events(&segment_paths(&normal.0).expect("list")[0]);
         assert!(
-            read == frames,
+            read == want,
             "{name}: degraded blocks read back differently"
         );
+        if *name == "dnsdist-5300.pb" {
+            assert!(
+                read.iter().any(|e| e.undecodable),
+                "{name} has undecodable frames"
+            );
+        }
         let segment = Segment::open(path).expect("open segment");
         let mut buf = Vec::new();
         for block in &segment.blocks {

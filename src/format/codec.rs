@@ -18,6 +18,14 @@ use std::fmt;
 /// Event flags, one byte per event.
 pub const FLAG_UNDECODABLE: u8 = 1;
 pub const FLAG_RECEIVE_TIME: u8 = 2;
+/// Not checked against the schema when written (a degraded block): a reader that needs to know
+/// whether the frame decodes checks it then.
+pub const FLAG_UNCHECKED: u8 = 4;
+
+/// Whether an event with these flags and this frame does not decode as a PBDNSMessage.
+pub fn is_undecodable(flags: u8, frame: &[u8]) -> bool {
+    flags & FLAG_UNDECODABLE != 0 || flags & FLAG_UNCHECKED != 0 && !super::schema::decodes(frame)
+}
 
 /// Section kinds of a block payload.
 pub const SECTION_TIMES: u8 = 1;
@@ -976,6 +984,13 @@ impl Columns {
     pub fn opaque_frame(&self, event: usize) -> Option<&[u8]> {
         let (s, e) = self.opaque_frames[event]?;
         self.opaque.get(s as usize..e as usize)
+    }
+    /// Whether `event` does not decode (unchecked events are opaque, and checked here).
+    pub fn undecodable(&self, event: usize) -> bool {
+        is_undecodable(
+            self.flags[event],
+            self.opaque_frame(event).unwrap_or_default(),
+        )
     }
 }
 

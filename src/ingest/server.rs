@@ -301,15 +301,26 @@ impl Server {
                             break;
                         }
                     }
+                    // While the queue is at its bound, what arrives is dropped as it is split,
+                    // without copying it to a batch that would be dropped whole.
+                    let queued = self.stats.queued_bytes.load(Relaxed);
+                    let pending = (self.batch.frames.len() + n) as u64;
+                    let full = queued > 0 && queued + pending > self.config.queue_bytes as u64;
                     let (e, b, bad) = split_frames(
                         conn,
                         max_frame,
-                        &mut self.batch,
+                        (!full).then_some(&mut self.batch),
                         now,
                         self.config.answer_limit,
                     );
                     events += e;
                     bytes += b;
+                    if full && e > 0 {
+                        self.stats.dropped.fetch_add(e, Relaxed);
+                        self.log.limited("dropped", || {
+                            format!("the store writer is behind ({queued} bytes queued): dropping events")
+                        });
+                    }
                     if let Some(len) = bad {
                         end = End::BadLength(len);
                         break;
@@ -497,12 +508,13 @@ fn foreign_protocol(head: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Moves the whole frames in `conn`'s buffer to the batch. Returns the events and bytes taken, and
-/// the offending length of a frame that is empty or too long, which ends the connection.
+/// Moves the whole frames in `conn`'s buffer to the batch (or drops them, without a batch). Returns
+/// the events and bytes taken, and the offending length of a frame that is empty or too long, which
+/// ends the connection.
 fn split_frames(
     conn: &mut Conn,
     max_frame: usize,
-    batch: &mut Batch,
+    mut batch: Option<&mut Batch>,
     now: u64,
     answer_limit: Option<usize>,
 ) -> (u64, u64, Option<usize>) {
@@ -520,11 +532,12 @@ fn split_frames(
             break;
         }
         let frame = &conn.buf[pos + prefix..pos + prefix + len];
-        match answer_limit {
-            Some(limit) if super::limit_answers(frame, limit, &mut scratch) => {
+        match (&mut batch, answer_limit) {
+            (None, _) => {}
+            (Some(batch), Some(limit)) if super::limit_answers(frame, limit, &mut scratch) => {
                 batch.push(&scratch, now)
             }
-            _ => batch.push(frame, now),
+            (Some(batch), _) => batch.push(frame, now),
         }
         pos += prefix + len;
         events += 1;

@@ -103,7 +103,7 @@ impl Sink {
                     dirty = true;
                     degraded = self.behind(degraded);
                     w.set_degraded(degraded);
-                    self.store(w, &batch)
+                    self.store(w, batch)
                 }
                 Err(RecvTimeoutError::Timeout) => Ok(()),
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -154,21 +154,13 @@ impl Sink {
         queued > limit
     }
 
-    fn store(&self, w: &mut StoreWriter, batch: &Batch) -> Result<(), crate::format::Error> {
+    fn store(&self, w: &mut StoreWriter, batch: Batch) -> Result<(), crate::format::Error> {
         let before = w.stats().clone();
-        let mut start = 0;
-        let mut appended = Ok(());
-        for (i, &end) in batch.ends.iter().enumerate() {
-            let frame = &batch.frames[start..end as usize];
-            start = end as usize;
-            appended = w.append(frame, batch.receive_time_us[i]);
-            if appended.is_err() {
-                break;
-            }
-        }
+        let events = batch.len() as u64;
+        let appended = w.append_batch(batch.frames, &batch.ends, &batch.receive_time_us);
         self.count_written(w, &before);
         appended?;
-        self.stats.stored.fetch_add(batch.len() as u64, Relaxed);
+        self.stats.stored.fetch_add(events, Relaxed);
         Ok(())
     }
 
