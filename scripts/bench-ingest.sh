@@ -7,6 +7,7 @@
 #
 #   scripts/bench-ingest.sh                     # about 5 minutes
 #   DURATION=20 UNPACED_DURATION=5 scripts/bench-ingest.sh
+#   ONLY=unpaced scripts/bench-ingest.sh         # only the cases whose name matches (grep -E)
 #
 # Cases, each against a fresh ingest (and again against the sink):
 #   1, 64 and 1000 connections unpaced (as fast as the sender can write, for UNPACED_DURATION s);
@@ -353,6 +354,7 @@ CASES=(
 )
 for c in "${CASES[@]}"; do
 	IFS='|' read -r name conns idle rate <<<"$c"
+	[[ -z ${ONLY:-} ]] || grep -qE -- "$ONLY" <<<"$name" || continue
 	if ((rate == 0)); then
 		run_ingest "$name" "$conns" "$idle" 0 "$UNPACED_DURATION"
 		run_sink "$name" "$conns" "$idle" 0 "$UNPACED_DURATION"

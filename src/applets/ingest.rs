@@ -64,7 +64,7 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
     /// Most bytes received and waiting for the disk; beyond it events are dropped and counted
-    #[arg(long, value_name = "MB", default_value_t = 64)]
+    #[arg(long, value_name = "MB", default_value_t = 32)]
     queue_mb: usize,
     /// Threads that encode and compress blocks [default: one more than the cores, up to 5]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]

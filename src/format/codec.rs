@@ -138,6 +138,9 @@ pub struct Encoder {
     generation: u32,
     shape: Vec<u8>,
     scratch: Vec<u8>,
+    /// The opaque section (and times) of `encode_opaque`, kept: a megabyte a block otherwise.
+    opaque: Vec<u8>,
+    times: Vec<u8>,
     verify: Option<Box<Decoded>>,
 }
 
@@ -448,10 +451,13 @@ impl Encoder {
     /// Every frame opaque: the fallback that cannot fail to round-trip, and the cheap form of a
     /// block (no frame is taken apart, so there is nothing to check).
     pub fn encode_opaque(&mut self, events: &[Event], summary: &[u8], out: &mut Vec<u8>) {
-        let mut times = Vec::with_capacity(events.len() * 3);
+        let (mut times, mut opaque) = (
+            std::mem::take(&mut self.times),
+            std::mem::take(&mut self.opaque),
+        );
+        times.clear();
+        opaque.clear();
         let mut prev_time = 0u64;
-        let frame_bytes: usize = events.iter().map(|e| e.frame.len() + 3).sum();
-        let mut opaque = Vec::with_capacity(frame_bytes);
         for event in events {
             put_varint(
                 &mut times,
@@ -475,6 +481,7 @@ impl Encoder {
         sections.add(SECTION_REFS, &[], &vec![0; events.len()], &mut self.scratch);
         sections.add(SECTION_OPAQUE, &[], &opaque, &mut self.scratch);
         sections.finish();
+        (self.times, self.opaque) = (times, opaque);
     }
 }
 

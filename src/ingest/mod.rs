@@ -85,9 +85,24 @@ pub fn limit_answers(frame: &[u8], limit: usize, out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Keeps the daemon's memory to what it uses. Its megabyte buffers (batches, blocks) are made on
+/// one thread and freed on another; glibc raises its mmap threshold past such sizes once one is
+/// freed, and then keeps them in per-thread arenas, where the free space is scattered: under
+/// overload the resident size crept 40 MiB past what was in use. A fixed threshold returns them
+/// to the system when freed, and two arenas are enough for a handful of threads.
+fn bound_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `reload` gives the allow-from list anew on SIGHUP.
 pub fn run(config: IngestConfig, reload: impl FnMut() -> Option<Vec<Cidr>>) -> anyhow::Result<()> {
     use anyhow::Context;
+    bound_allocator();
     let log = Arc::new(
         Log::new("dstore ingest", config.log_file.clone()).context("cannot open the log file")?,
     );

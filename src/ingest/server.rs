@@ -24,9 +24,11 @@ const SIGNALS: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
 /// What a connection's buffer starts at: small, since a thousand producers each sending a
 /// thousand events a second fill a few KiB per read. It grows to the longest frame allowed while a
-/// long frame arrives, and to `BUSY_BUFFER` for a connection whose reads fill it.
+/// long frame arrives, and to `BUSY_BUFFER` for a connection whose reads fill it, as long as all
+/// connections at that size would fit in `BUSY_BUDGET` (a thousand busy producers get 8 KiB each).
 const INITIAL_BUFFER: usize = 4 * 1024;
 const BUSY_BUFFER: usize = 64 * 1024;
+const BUSY_BUDGET: usize = 8 << 20;
 /// Pending connections the kernel queues: producers reconnect all at once after a restart.
 const BACKLOG: i32 = 4096;
 /// A batch goes to the writer at the end of each loop turn, or sooner once this large.
@@ -269,6 +271,8 @@ impl Server {
 
     /// Reads everything a connection has for us, until it would block or ends.
     fn ready(&mut self, token: Token) {
+        let busy_buffer =
+            (BUSY_BUDGET / self.conns.len().max(1)).clamp(INITIAL_BUFFER, BUSY_BUFFER);
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -326,7 +330,7 @@ impl Server {
                         break;
                     }
                     // A busy producer: fewer, larger reads.
-                    if filled && conn.buf.len() < BUSY_BUFFER {
+                    if filled && conn.buf.len() < busy_buffer {
                         conn.buf.resize(conn.buf.len() * 2, 0);
                     }
                     if self.batch.frames.len() >= BATCH_BYTES {
@@ -350,6 +354,12 @@ impl Server {
                     break;
                 }
             }
+        }
+        // A buffer that grew while there were fewer connections (or for a long frame) goes back
+        // within the budget once what it holds fits.
+        if conn.buf.len() > busy_buffer && conn.len <= busy_buffer {
+            conn.buf.truncate(busy_buffer);
+            conn.buf.shrink_to_fit();
         }
         let Some(conn) = self.conns.get(&token) else {
             return;
