@@ -1692,6 +1692,16 @@ fn a_full_disk_is_logged_loudly_and_writing_resumes_when_space_returns() {
         ingest.wait_metric_at_least("stored_events_total", stored_when_full + more.len() as u64);
     println!("stored {stored_when_full} events when the disk filled, {resumed} after it had room");
     assert_eq!(ingest.metric("dropped_events_total"), dropped);
+    // Every event received was stored or dropped and counted (dropped ones while the queue was
+    // full, without being copied to a batch).
+    ingest.wait_metric_at_least(
+        "stored_events_total",
+        ingest.metric("events_total") - dropped,
+    );
+    assert_eq!(
+        ingest.metric("events_total"),
+        ingest.metric("stored_events_total") + dropped
+    );
     let status = ingest.stop();
     assert!(
         status.success(),

@@ -80,6 +80,8 @@ impl Sink {
         let mut next_flush = Instant::now() + self.flush_interval;
         let mut dirty = false;
         let mut degraded = false;
+        // Events handed to the writer now open; those it has not written when it fails are lost.
+        let mut handed = 0u64;
         loop {
             let Some(w) = writer.as_mut() else {
                 std::thread::sleep(RETRY);
@@ -87,6 +89,7 @@ impl Sink {
                     Ok(w) => {
                         self.log.info("the store is writable again; resuming");
                         writer = Some(w);
+                        handed = 0;
                     }
                     Err(e) => self
                         .log
@@ -103,6 +106,7 @@ impl Sink {
                     dirty = true;
                     degraded = self.behind(degraded);
                     w.set_degraded(degraded);
+                    handed += batch.len() as u64;
                     self.store(w, batch)
                 }
                 Err(RecvTimeoutError::Timeout) => Ok(()),
@@ -120,8 +124,12 @@ impl Sink {
             });
             if let Err(e) = result {
                 self.stats.write_errors.fetch_add(1, Relaxed);
+                // What the writer held in memory (its block being filled, blocks being encoded,
+                // the batch it failed on) is gone with it: counted as dropped.
+                let lost = handed.saturating_sub(w.stats().events);
+                self.stats.dropped.fetch_add(lost, Relaxed);
                 self.log.info(&format!(
-                    "CANNOT WRITE THE STORE: {e}. Events already flushed are safe; new events wait in the queue (then are dropped and counted) while the store is reopened every second"
+                    "CANNOT WRITE THE STORE: {e}. Events already flushed are safe; the {lost} not yet written are lost (counted as dropped); new events wait in the queue (then are dropped and counted) while the store is reopened every second"
                 ));
                 writer = None;
             }
@@ -156,12 +164,9 @@ impl Sink {
 
     fn store(&self, w: &mut StoreWriter, batch: Batch) -> Result<(), crate::format::Error> {
         let before = w.stats().clone();
-        let events = batch.len() as u64;
         let appended = w.append_batch(batch.frames, &batch.ends, &batch.receive_time_us);
         self.count_written(w, &before);
-        appended?;
-        self.stats.stored.fetch_add(events, Relaxed);
-        Ok(())
+        appended
     }
 
     fn flush(&self, w: &mut StoreWriter) -> Result<(), crate::format::Error> {
@@ -172,11 +177,13 @@ impl Sink {
         Ok(())
     }
 
-    /// Counts what the blocks written since `before` added. The encoder threads find the
+    /// Counts what the blocks written since `before` added: an event is stored once its block is
+    /// in the segment file (and fsynced at the next flush). The encoder threads find the
     /// undecodable frames, so they are counted as their blocks are written.
     fn count_written(&self, w: &StoreWriter, before: &WriterStats) {
         let s = w.stats();
         for (counter, now, was) in [
+            (&self.stats.stored, s.events, before.events),
             (&self.stats.disk_bytes, s.block_bytes, before.block_bytes),
             (&self.stats.undecodable, s.undecodable, before.undecodable),
             (

@@ -15,7 +15,7 @@ pub struct Stats {
     pub bytes: AtomicU64,
     /// Events stored that did not decode as PBDNSMessage.
     pub undecodable: AtomicU64,
-    /// Events stored (and fsynced at the next flush).
+    /// Events written to the store (and fsynced at the next flush).
     pub stored: AtomicU64,
     /// Events dropped because the queue to the disk was full.
     pub dropped: AtomicU64,
