@@ -229,7 +229,7 @@ impl StoreWriter {
     }
 
     /// Adds a batch of events at once: `frames` back to back, `ends[i]` the end of event i's frame,
-    /// `receive_time_us[i]` its receive time. With nothing pending, the batch's buffer becomes the
+    /// `receive_time_us[i]` its receive time. With no frame pending, the batch's buffer becomes the
     /// block's without a copy.
     pub fn append_batch(
         &mut self,
@@ -252,7 +252,7 @@ impl StoreWriter {
             return Ok(());
         }
         let base = self.frames.len() as u32;
-        if self.pending.is_empty() {
+        if self.frames.is_empty() {
             self.frames = frames;
         } else {
             self.frames.extend_from_slice(&frames);
