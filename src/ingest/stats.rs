@@ -98,7 +98,7 @@ impl Stats {
             (
                 "dropped_events_total",
                 "counter",
-                "Events dropped because the queue to the disk was full.",
+                "Events dropped: received while the queue to the disk was full, or held by the writer when a write failed.",
                 g(&self.dropped),
             ),
             (
