@@ -640,16 +640,28 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
     Ok(out)
 }
 
-/// A decoded block: every event's exact frame, time and flags.
+/// A decoded block: every event's exact frame, time and flags. With a length prefix
+/// (`set_length_prefix`), each frame is rebuilt after its length as a big-endian prefix of that
+/// width, the layout of a framed stream, so that a caller printing one writes whole runs of events
+/// at once (`framed`) rather than copying each frame.
 #[derive(Default, Debug)]
 pub struct Decoded {
-    pub frames: Vec<u8>,
-    pub ends: Vec<u32>,
+    /// The frames, back to back, in `frames[..end of the last]`; the bytes after that are room the
+    /// decoder writes ahead into (see `room`).
+    frames: Vec<u8>,
+    /// Where each event's frame ends in `frames`.
+    ends: Vec<u32>,
     pub times: Vec<u64>,
     pub flags: Vec<u8>,
+    /// Width of the length prefix before each frame: 0, 2 or 4 bytes.
+    prefix: u8,
+    /// Whether some frame is longer than its prefix can say (its prefix is then wrong).
+    oversized: bool,
     buf: Vec<u8>,
     columns: Vec<Column>,
-    /// Where each value of each rebuilt event lies in `frames`, for the events that inherit it.
+    opaque: Vec<u8>,
+    /// Where each value of each rebuilt event lies in `frames`, its tag included, for the events
+    /// that inherit it.
     leaves: Vec<(u32, u32)>,
     event_leaves: Vec<u32>,
     event_shapes: Vec<u32>,
@@ -664,7 +676,45 @@ impl Decoded {
     }
     pub fn frame(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.frames[start..self.ends[i] as usize]
+        &self.frames[start + usize::from(self.prefix)..self.ends[i] as usize]
+    }
+
+    /// Rebuilds each frame after a big-endian length prefix of `width` bytes (2 or 4; 0 for none)
+    /// from the next decode on.
+    pub fn set_length_prefix(&mut self, width: usize) {
+        self.prefix = match width {
+            2 => 2,
+            4 => 4,
+            _ => 0,
+        };
+    }
+
+    /// Events `first..end` as one run of bytes, each frame after its length prefix. `None` when
+    /// some frame of the block is too long for the prefix: the caller then takes the frames one by
+    /// one (`frame`) and says which.
+    pub fn framed(&self, first: usize, end: usize) -> Option<&[u8]> {
+        if self.oversized || first >= end {
+            return None;
+        }
+        let start = if first == 0 {
+            0
+        } else {
+            *self.ends.get(first - 1)? as usize
+        };
+        self.frames.get(start..*self.ends.get(end - 1)? as usize)
+    }
+
+    /// Makes room for a block of `frame_bytes` bytes of frames in `events` events (the figures of
+    /// its header), so that the frames are not moved as they grow. A hint only: the decoder checks
+    /// room itself.
+    pub fn reserve_frames(&mut self, frame_bytes: usize, events: usize) {
+        let want = frame_bytes
+            .saturating_add(events.saturating_mul(usize::from(self.prefix)))
+            .saturating_add(ROOM)
+            .min(MAX_SECTION_LEN * 4);
+        if self.frames.len() < want {
+            self.frames.resize(want, 0);
+        }
     }
 }
 
@@ -678,41 +728,55 @@ struct Column {
     time: u8,
 }
 
+impl Column {
+    #[inline(always)]
+    fn varint(&mut self) -> Option<u64> {
+        varint_at(&self.data, &mut self.pos)
+    }
+}
+
+/// What one step of rebuilding a frame does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Begin,
+    End,
+    Varint,
+    TimeSec,
+    TimeUsec,
+    Bytes,
+    Fixed32,
+    Fixed64,
+    Inherit,
+}
+
 /// One step of rebuilding a frame. `record` says whether some event of the block inherits this
 /// value, so its place must be remembered.
 #[derive(Clone, Copy, Debug)]
-enum Op {
-    Begin {
-        tag: u32,
-    },
-    End,
-    Varint {
-        tag: u32,
-        column: u32,
-        record: bool,
-    },
-    Time {
-        tag: u32,
-        column: u32,
-        usec: bool,
-        record: bool,
-    },
-    Bytes {
-        tag: u32,
-        column: u32,
-        record: bool,
-    },
-    Fixed {
-        tag: u32,
-        column: u32,
-        len: u8,
-        record: bool,
-    },
-    Inherit {
-        tag: u32,
-        slot: u32,
-        record: bool,
-    },
+struct Op {
+    kind: OpKind,
+    record: bool,
+    tag_len: u8,
+    /// The tag's varint bytes in the low `tag_len` bytes, little-endian: written as one 8-byte
+    /// store (the room after the frame takes the rest).
+    tag: u64,
+    /// The column of a literal, the slot of an inherited value.
+    arg: u32,
+}
+
+impl Op {
+    fn new(kind: OpKind, tag: u32, arg: u32) -> Op {
+        let mut bytes = Vec::with_capacity(5);
+        put_varint(&mut bytes, u64::from(tag));
+        let mut le = [0u8; 8];
+        le[..bytes.len()].copy_from_slice(&bytes);
+        Op {
+            kind,
+            record: false,
+            tag_len: bytes.len() as u8,
+            tag: u64::from_le_bytes(le),
+            arg,
+        }
+    }
 }
 
 /// The shapes of a block, compiled: each shape's operations, and for each shape where the value of
@@ -741,7 +805,7 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, CodecError> {
-        varint_at(self.data, &mut self.pos).map_err(|_| {
+        varint_at(self.data, &mut self.pos).ok_or_else(|| {
             CodecError(format!(
                 "{} section ends early or holds a bad varint",
                 self.what
@@ -751,31 +815,101 @@ impl<'a> Reader<'a> {
 }
 
 #[inline(always)]
-fn varint_at(data: &[u8], pos: &mut usize) -> Result<u64, CodecError> {
+fn varint_at(data: &[u8], pos: &mut usize) -> Option<u64> {
     if let Some(&b) = data.get(*pos) {
         if b < 0x80 {
             *pos += 1;
-            return Ok(u64::from(b));
+            return Some(u64::from(b));
         }
     }
     read_varint(data, pos)
-        .ok_or_else(|| CodecError("a column ends early or holds a bad varint".into()))
+}
+
+fn column_error<T>() -> Result<T, CodecError> {
+    bad("a column ends early or holds a bad varint")
+}
+
+/// The most one fixed-size step writes past its start (an 8-byte tag store, or a tag of up to 5
+/// bytes and a varint of up to 10), and the room kept after every frame being rebuilt, so that
+/// such steps and the short copies below write whole words without a check of their own.
+const ROOM: usize = 64;
+
+/// Makes `frames[pos..pos + n]` exist. `pos` never passes `frames.len()`.
+#[inline(always)]
+fn room(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+    if frames.len() - pos < n {
+        return grow(frames, pos, n);
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn grow(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+    let need = pos.saturating_add(n);
+    if need > u32::MAX as usize + ROOM {
+        return bad("block holds more than 4 GiB of frames");
+    }
+    frames.resize(need.max(frames.len().saturating_mul(2)).max(1 << 16), 0);
+    Ok(())
+}
+
+/// Writes `v` as a varint at `*pos`; `frames` has 10 bytes there.
+#[inline(always)]
+fn put_varint_at(frames: &mut [u8], pos: &mut usize, mut v: u64) {
+    let out = &mut frames[*pos..*pos + 10];
+    let mut i = 0;
+    while v >= 0x80 && i < 9 {
+        out[i] = v as u8 | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
+    *pos += i + 1;
+}
+
+/// Copies `n` bytes from `src` (which may hold more) to `frames[pos..]`, which has `n + ROOM`
+/// bytes: a short value as one or two fixed-size moves where `src` has the bytes to spare.
+#[inline(always)]
+fn put_bytes(frames: &mut [u8], pos: usize, src: &[u8], n: usize) {
+    if n <= 16 && src.len() >= 16 {
+        frames[pos..pos + 16].copy_from_slice(&src[..16]);
+    } else if n <= 32 && src.len() >= 32 {
+        frames[pos..pos + 32].copy_from_slice(&src[..32]);
+    } else {
+        frames[pos..pos + n].copy_from_slice(&src[..n]);
+    }
+}
+
+/// Copies `frames[s..s + n]` to `pos`, where `s + n <= pos` and `frames` has `n + ROOM` bytes
+/// after `pos`: a short value as one or two fixed-size moves (a move reads all before it writes,
+/// so bytes read past `s + n` do no harm).
+#[inline(always)]
+fn copy_back(frames: &mut [u8], s: usize, n: usize, pos: usize) {
+    if n <= 16 {
+        frames.copy_within(s..s + 16, pos);
+    } else if n <= 32 {
+        frames.copy_within(s..s + 32, pos);
+    } else {
+        frames.copy_within(s..s + n, pos);
+    }
 }
 
 /// Decodes a block payload holding `count` events into `out` (cleared first).
 pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), CodecError> {
-    out.frames.clear();
     out.ends.clear();
     out.times.clear();
     out.flags.clear();
     out.leaves.clear();
     out.event_leaves.clear();
     out.event_shapes.clear();
+    out.oversized = false;
     let sections = sections(payload)?;
     let mut buf = std::mem::take(&mut out.buf);
     let mut columns = std::mem::take(&mut out.columns);
-    let mut opaque = Vec::new();
-    let layout = read_layout(
+    let mut opaque = std::mem::take(&mut out.opaque);
+    let mut frames = std::mem::take(&mut out.frames);
+    let result = read_layout(
         &sections,
         count,
         &|_| true,
@@ -783,18 +917,40 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         (&mut out.times, &mut out.flags),
         &mut columns,
         &mut opaque,
-    )?;
-    let programs = layout.programs;
+    )
+    .and_then(|layout| rebuild(&layout, count, &mut columns, &opaque, &mut frames, out));
+    out.buf = buf;
+    out.columns = columns;
+    out.opaque = opaque;
+    out.frames = frames;
+    result
+}
+
+/// Rebuilds every event's frame into `frames` (`out.frames` taken out while it is written).
+fn rebuild(
+    layout: &Layout,
+    count: usize,
+    columns: &mut [Column],
+    opaque: &[u8],
+    frames: &mut Vec<u8>,
+    out: &mut Decoded,
+) -> Result<(), CodecError> {
+    let programs = &layout.programs;
     let mut shape_ids = Reader::new(&layout.shape_ids, "shape ids");
     let mut refs = Reader::new(&layout.refs, "refs");
-    let mut opaque = Reader::new(&opaque, "opaque frames");
+    let mut opaque = Reader::new(opaque, "opaque frames");
     let mut stack: Vec<(usize, usize)> = Vec::with_capacity(MAX_DEPTH);
+    let prefix = usize::from(out.prefix);
+    let mut pos = 0usize;
 
     for index in 0..count {
         let shape = shape_ids.varint()?;
         let reference = refs.varint()?;
         out.event_leaves.push(out.leaves.len() as u32);
         out.event_shapes.push(shape as u32);
+        room(frames, pos, ROOM)?;
+        pos += prefix;
+        let frame_start = pos;
         if shape == OPAQUE_SHAPE {
             let len = opaque.varint()? as usize;
             let bytes = opaque
@@ -802,7 +958,9 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
                 .get(opaque.pos..opaque.pos.saturating_add(len))
                 .ok_or_else(|| CodecError("opaque frame runs past its section".into()))?;
             opaque.pos += len;
-            out.frames.extend_from_slice(bytes);
+            room(frames, pos, len + ROOM)?;
+            frames[pos..pos + len].copy_from_slice(bytes);
+            pos += len;
         } else {
             let &(ops_start, ops_end) = programs.ranges.get(shape as usize).ok_or_else(|| {
                 CodecError(format!(
@@ -820,107 +978,122 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
             };
             let time_us = out.times[index];
             for op in &programs.ops[ops_start as usize..ops_end as usize] {
-                let (tag, record) = match *op {
-                    Op::Begin { tag } => {
-                        put_varint(&mut out.frames, u64::from(tag));
+                room(frames, pos, ROOM)?;
+                let at = pos;
+                match op.kind {
+                    OpKind::Begin => {
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
                         // One byte for the length, which is enough below 128 bytes.
-                        out.frames.push(0);
-                        stack.push((out.frames.len(), out.leaves.len()));
+                        frames[pos] = 0;
+                        pos += 1;
+                        stack.push((pos, out.leaves.len()));
                         continue;
                     }
-                    Op::End => {
+                    OpKind::End => {
                         let (start, first_leaf) = stack
                             .pop()
                             .ok_or_else(|| CodecError("unbalanced shape".into()))?;
-                        close_nested(&mut out.frames, &mut out.leaves[first_leaf..], start);
+                        close_nested(frames, &mut pos, &mut out.leaves[first_leaf..], start)?;
                         continue;
                     }
-                    Op::Varint { tag, record, .. }
-                    | Op::Time { tag, record, .. }
-                    | Op::Bytes { tag, record, .. }
-                    | Op::Fixed { tag, record, .. }
-                    | Op::Inherit { tag, record, .. } => (tag, record),
-                };
-                put_varint(&mut out.frames, u64::from(tag));
-                let mut start = out.frames.len();
-                match *op {
-                    Op::Varint { column, .. } => {
-                        let c = &mut columns[column as usize];
-                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
-                        c.prev = c.prev.wrapping_add(delta);
-                        put_varint(&mut out.frames, c.prev);
+                    OpKind::Varint => {
+                        let c = &mut columns[op.arg as usize];
+                        let Some(delta) = c.varint() else {
+                            return column_error();
+                        };
+                        c.prev = c.prev.wrapping_add(unzigzag(delta) as u64);
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
+                        put_varint_at(frames, &mut pos, c.prev);
                     }
-                    Op::Time { column, usec, .. } => {
-                        let c = &mut columns[column as usize];
-                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
-                        let base = if usec {
+                    OpKind::TimeSec | OpKind::TimeUsec => {
+                        let c = &mut columns[op.arg as usize];
+                        let Some(delta) = c.varint() else {
+                            return column_error();
+                        };
+                        let base = if op.kind == OpKind::TimeUsec {
                             time_us % 1_000_000
                         } else {
                             time_us / 1_000_000
                         };
-                        put_varint(&mut out.frames, base.wrapping_add(delta));
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
+                        put_varint_at(frames, &mut pos, base.wrapping_add(unzigzag(delta) as u64));
                     }
-                    Op::Bytes { column, .. } => {
-                        let c = &mut columns[column as usize];
-                        let len = varint_at(&c.data, &mut c.pos)? as usize;
-                        let bytes =
-                            c.data
-                                .get(c.pos..c.pos.saturating_add(len))
-                                .ok_or_else(|| {
-                                    CodecError("column value runs past its section".into())
-                                })?;
+                    OpKind::Bytes => {
+                        let c = &mut columns[op.arg as usize];
+                        let Some(len) = c.varint() else {
+                            return column_error();
+                        };
+                        let len = len as usize;
+                        let Some(src) = c.data.get(c.pos..).filter(|s| s.len() >= len) else {
+                            return bad("column value runs past its section");
+                        };
                         c.pos += len;
-                        put_varint(&mut out.frames, len as u64);
-                        start = out.frames.len();
-                        out.frames.extend_from_slice(bytes);
+                        room(frames, pos, len + 2 * ROOM)?;
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
+                        put_varint_at(frames, &mut pos, len as u64);
+                        put_bytes(frames, pos, src, len);
+                        pos += len;
                     }
-                    Op::Fixed { column, len, .. } => {
-                        let c = &mut columns[column as usize];
-                        let bytes =
-                            c.data.get(c.pos..c.pos + usize::from(len)).ok_or_else(|| {
-                                CodecError("column value runs past its section".into())
-                            })?;
-                        c.pos += usize::from(len);
-                        out.frames.extend_from_slice(bytes);
+                    OpKind::Fixed32 | OpKind::Fixed64 => {
+                        let c = &mut columns[op.arg as usize];
+                        let len = if op.kind == OpKind::Fixed64 { 8 } else { 4 };
+                        let Some(src) = c.data.get(c.pos..c.pos + len) else {
+                            return bad("column value runs past its section");
+                        };
+                        c.pos += len;
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
+                        frames[pos..pos + len].copy_from_slice(src);
+                        pos += len;
                     }
-                    Op::Inherit { slot, .. } => {
+                    OpKind::Inherit => {
                         let (leaves_at, their_shape) = theirs.ok_or_else(|| {
                             CodecError(format!("event {index} inherits without a reference"))
                         })?;
-                        let pos = programs
+                        let (s, e) = programs
                             .slot_pos
-                            .get(their_shape * programs.n_slots + slot as usize)
+                            .get(their_shape * programs.n_slots + op.arg as usize)
+                            .filter(|&&p| p != u16::MAX)
+                            .and_then(|&p| out.leaves.get(leaves_at + usize::from(p)))
                             .copied()
-                            .filter(|&p| p != u16::MAX)
                             .ok_or_else(|| {
                                 CodecError(format!(
                                     "event {index} inherits a value its reference lacks"
                                 ))
                             })?;
-                        let (s, e) = out.leaves[leaves_at + usize::from(pos)];
-                        if (tag & 7) as u8 == WIRE_LEN {
-                            put_varint(&mut out.frames, u64::from(e - s));
-                            start = out.frames.len();
-                        }
-                        out.frames.extend_from_within(s as usize..e as usize);
+                        // The reference's value with its tag (and length): the same bytes here.
+                        let n = (e - s) as usize;
+                        room(frames, pos, n + ROOM)?;
+                        copy_back(frames, s as usize, n, pos);
+                        pos += n;
                     }
-                    Op::Begin { .. } | Op::End => {}
                 }
-                if record {
-                    out.leaves.push((start as u32, out.frames.len() as u32));
+                if op.record {
+                    out.leaves.push((at as u32, pos as u32));
                 }
             }
             if !stack.is_empty() {
                 return bad("unbalanced shape");
             }
         }
-        if out.frames.len() > u32::MAX as usize {
+        if pos > u32::MAX as usize {
             return bad("block holds more than 4 GiB of frames");
         }
-        out.ends.push(out.frames.len() as u32);
+        let len = pos - frame_start;
+        match prefix {
+            2 => {
+                out.oversized |= len > usize::from(u16::MAX);
+                frames[frame_start - 2..frame_start].copy_from_slice(&(len as u16).to_be_bytes());
+            }
+            4 => frames[frame_start - 4..frame_start].copy_from_slice(&(len as u32).to_be_bytes()),
+            _ => {}
+        }
+        out.ends.push(pos as u32);
     }
-    out.buf = buf;
-    out.columns = columns;
     Ok(())
 }
 
@@ -1063,7 +1236,10 @@ pub fn decode_columns(
             } else {
                 match (c.key.last().copied().unwrap_or(0) & 7) as u8 {
                     WIRE_VARINT => {
-                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
+                        let Some(delta) = c.varint() else {
+                            return column_error();
+                        };
+                        let delta = unzigzag(delta) as u64;
                         let v = match c.time {
                             1 => (out.times[index] / 1_000_000).wrapping_add(delta),
                             2 => (out.times[index] % 1_000_000).wrapping_add(delta),
@@ -1075,8 +1251,10 @@ pub fn decode_columns(
                         Value::Number(v)
                     }
                     WIRE_LEN => {
-                        let len = varint_at(&c.data, &mut c.pos)? as usize;
-                        let end = c.pos.saturating_add(len);
+                        let Some(len) = c.varint() else {
+                            return column_error();
+                        };
+                        let end = c.pos.saturating_add(len as usize);
                         if end > c.data.len() {
                             return bad("column value runs past its section");
                         }
@@ -1188,26 +1366,33 @@ fn read_times_and_flags(
     Ok(())
 }
 
-/// Ends a nested message that started (after its one-byte length placeholder) at `start`: writes its
-/// length, moving the content when the length takes more than one byte.
-fn close_nested(frames: &mut Vec<u8>, inner_leaves: &mut [(u32, u32)], start: usize) {
-    let len = frames.len() - start;
+/// Ends a nested message that started (after its one-byte length placeholder) at `start` and ends at
+/// `*pos`: writes its length, moving the content when the length takes more than one byte.
+fn close_nested(
+    frames: &mut Vec<u8>,
+    pos: &mut usize,
+    inner_leaves: &mut [(u32, u32)],
+    start: usize,
+) -> Result<(), CodecError> {
+    let len = *pos - start;
     if len < 0x80 {
         frames[start - 1] = len as u8;
-        return;
+        return Ok(());
     }
     let extra = varint_len(len as u64) - 1;
-    frames.resize(frames.len() + extra, 0);
+    room(frames, *pos, extra + ROOM)?;
     frames.copy_within(start..start + len, start + extra);
     let mut v = len as u64;
     for b in &mut frames[start - 1..start + extra] {
         *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
         v >>= 7;
     }
+    *pos += extra;
     for (s, e) in inner_leaves {
         *s += extra as u32;
         *e += extra as u32;
     }
+    Ok(())
 }
 
 /// Reads the column sections into `columns`, returning how many there are.
@@ -1283,7 +1468,7 @@ fn compile_shapes(
                 if path.pop().is_none() {
                     return bad("shape closes more messages than it opens");
                 }
-                p.ops.push(Op::End);
+                p.ops.push(Op::new(OpKind::End, 0, 0));
                 continue;
             }
             let tag = read_varint(shape, &mut pos)
@@ -1302,7 +1487,7 @@ fn compile_shapes(
             path.push(tag);
             match kind {
                 KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
-                    p.ops.push(Op::Begin { tag });
+                    p.ops.push(Op::new(OpKind::Begin, tag, 0));
                     continue;
                 }
                 KIND_LITERAL | KIND_INHERIT => {}
@@ -1328,38 +1513,21 @@ fn compile_shapes(
             let slot = *slots.entry((column, n)).or_insert(next);
             shape_leaves.push((column, n, kind == KIND_INHERIT));
             let c = &columns[column as usize];
-            let record = false;
-            p.ops.push(match (kind, (tag & 7) as u8) {
-                (KIND_INHERIT, _) => Op::Inherit { tag, slot, record },
-                (_, WIRE_VARINT) if c.time != 0 => Op::Time {
-                    tag,
-                    column,
-                    usec: c.time == 2,
-                    record,
-                },
-                (_, WIRE_VARINT) => Op::Varint {
-                    tag,
-                    column,
-                    record,
-                },
-                (_, WIRE_LEN) => Op::Bytes {
-                    tag,
-                    column,
-                    record,
-                },
-                (_, WIRE_FIXED64) => Op::Fixed {
-                    tag,
-                    column,
-                    len: 8,
-                    record,
-                },
-                _ => Op::Fixed {
-                    tag,
-                    column,
-                    len: 4,
-                    record,
-                },
-            });
+            let op_kind = match (kind, (tag & 7) as u8) {
+                (KIND_INHERIT, _) => OpKind::Inherit,
+                (_, WIRE_VARINT) if c.time == 1 => OpKind::TimeSec,
+                (_, WIRE_VARINT) if c.time == 2 => OpKind::TimeUsec,
+                (_, WIRE_VARINT) => OpKind::Varint,
+                (_, WIRE_LEN) => OpKind::Bytes,
+                (_, WIRE_FIXED64) => OpKind::Fixed64,
+                _ => OpKind::Fixed32,
+            };
+            let arg = if op_kind == OpKind::Inherit {
+                slot
+            } else {
+                column
+            };
+            p.ops.push(Op::new(op_kind, tag, arg));
             op_slots.push(slot);
         }
         if !path.is_empty() {
@@ -1371,30 +1539,23 @@ fn compile_shapes(
     // Only the values that some event inherits are remembered while rebuilding.
     p.n_slots = slots.len();
     let mut inherited = vec![false; p.n_slots];
-    for op in &p.ops {
-        if let Op::Inherit { slot, .. } = op {
-            inherited[*slot as usize] = true;
-        }
+    for op in p.ops.iter().filter(|op| op.kind == OpKind::Inherit) {
+        inherited[op.arg as usize] = true;
     }
     p.slot_pos = vec![u16::MAX; p.ranges.len() * p.n_slots];
     let mut slots_iter = op_slots.iter();
     for (shape, &(start, end)) in p.ranges.iter().enumerate() {
         let mut recorded = 0u16;
         for op in &mut p.ops[start as usize..end as usize] {
-            let (Op::Varint { record, .. }
-            | Op::Time { record, .. }
-            | Op::Bytes { record, .. }
-            | Op::Fixed { record, .. }
-            | Op::Inherit { record, .. }) = op
-            else {
+            if matches!(op.kind, OpKind::Begin | OpKind::End) {
                 continue;
-            };
+            }
             let slot = *slots_iter
                 .next()
                 .ok_or_else(|| CodecError("shape bookkeeping".into()))?
                 as usize;
             if inherited[slot] {
-                *record = true;
+                op.record = true;
                 p.slot_pos[shape * p.n_slots + slot] = recorded;
                 recorded = recorded
                     .checked_add(1)
@@ -1555,15 +1716,52 @@ mod tests {
     fn decoding_garbage_is_an_error_not_a_panic() {
         let frames = sample("recursor-live-small.pb");
         let (payload, _) = round_trip(&events(&frames));
-        let mut decoded = Decoded::default();
-        for i in 0..payload.len() {
-            for flip in [0x01, 0x80, 0xff] {
-                let mut bad = payload.clone();
-                bad[i] ^= flip;
-                let _ = decode(&bad, frames.len(), &mut decoded);
+        for prefix in [0, 2] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            for i in 0..payload.len() {
+                for flip in [0x01, 0x80, 0xff] {
+                    let mut bad = payload.clone();
+                    bad[i] ^= flip;
+                    let _ = decode(&bad, frames.len(), &mut decoded);
+                }
+                let _ = decode(&payload[..i], frames.len(), &mut decoded);
             }
-            let _ = decode(&payload[..i], frames.len(), &mut decoded);
+            assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
         }
-        assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
+    }
+
+    #[test]
+    fn frames_rebuild_after_their_length_prefix_in_the_framed_layout() {
+        let mut frames = sample("recursor-live-with-outgoing.pb");
+        frames.push(vec![0x12, 0x01, 0x61]);
+        let evs = events(&frames);
+        let mut payload = Vec::new();
+        Encoder::new().encode(&evs, &[], &mut payload);
+        for width in [2usize, 4] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(width);
+            decode(&payload, evs.len(), &mut decoded).unwrap();
+            let mut want = Vec::new();
+            for (i, f) in frames.iter().enumerate() {
+                assert_eq!(decoded.frame(i), f.as_slice());
+                want.extend_from_slice(&(f.len() as u32).to_be_bytes()[4 - width..]);
+                want.extend_from_slice(f);
+            }
+            assert_eq!(decoded.framed(0, frames.len()), Some(want.as_slice()));
+            let one = &want[..width + frames[0].len()];
+            assert_eq!(decoded.framed(0, 1), Some(one));
+        }
+        // A frame longer than a 2-byte prefix can say is not handed over framed.
+        let long = [vec![0x12, 0x82, 0x80, 0x04], vec![0x61; 0x10002]];
+        let long = [long.concat()];
+        let evs = events(&long);
+        let mut payload = Vec::new();
+        Encoder::new().encode(&evs, &[], &mut payload);
+        let mut decoded = Decoded::default();
+        decoded.set_length_prefix(2);
+        decode(&payload, 1, &mut decoded).unwrap();
+        assert_eq!(decoded.frame(0), long[0].as_slice());
+        assert_eq!(decoded.framed(0, 1), None);
     }
 }
