@@ -785,6 +785,8 @@ impl Op {
 struct Programs {
     ops: Vec<Op>,
     ranges: Vec<(u32, u32)>,
+    /// Per shape, the most bytes its fixed-size steps write (values of variable length aside).
+    bounds: Vec<usize>,
     slot_pos: Vec<u16>,
     n_slots: usize,
     /// Per shape, its leaves in order: (column, occurrence, inherited).
@@ -820,6 +822,12 @@ fn varint_at(data: &[u8], pos: &mut usize) -> Option<u64> {
         if b < 0x80 {
             *pos += 1;
             return Some(u64::from(b));
+        }
+        if let Some(&b1) = data.get(*pos + 1) {
+            if b1 < 0x80 {
+                *pos += 2;
+                return Some(u64::from(b & 0x7f) | u64::from(b1) << 7);
+            }
         }
     }
     read_varint(data, pos)
@@ -866,6 +874,26 @@ fn put_varint_at(frames: &mut [u8], pos: &mut usize, mut v: u64) {
     }
     out[i] = v as u8;
     *pos += i + 1;
+}
+
+/// Writes the op's tag, then `v` as a varint; `frames` has `ROOM` bytes at `*pos`. A value of one
+/// or two varint bytes goes into the same 8-byte word as the tag (which takes at most 5).
+#[inline(always)]
+fn put_tagged_varint(frames: &mut [u8], pos: &mut usize, op: &Op, v: u64) {
+    let t = usize::from(op.tag_len) & 7;
+    let (value, len) = if v < 0x80 {
+        (v, 1)
+    } else if v < 1 << 14 {
+        (v & 0x7f | 0x80 | (v >> 7) << 8, 2)
+    } else {
+        frames[*pos..*pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+        *pos += t;
+        put_varint_at(frames, pos, v);
+        return;
+    };
+    let word = op.tag | value << (8 * t.min(6));
+    frames[*pos..*pos + 8].copy_from_slice(&word.to_le_bytes());
+    *pos += t + len;
 }
 
 /// Copies `n` bytes from `src` (which may hold more) to `frames[pos..]`, which has `n + ROOM`
@@ -962,23 +990,34 @@ fn rebuild(
             frames[pos..pos + len].copy_from_slice(bytes);
             pos += len;
         } else {
-            let &(ops_start, ops_end) = programs.ranges.get(shape as usize).ok_or_else(|| {
-                CodecError(format!(
+            let (Some(&(ops_start, ops_end)), Some(&bound)) = (
+                programs.ranges.get(shape as usize),
+                programs.bounds.get(shape as usize),
+            ) else {
+                return bad(format!(
                     "event {index} has shape {shape}, beyond the block's shapes"
-                ))
-            })?;
-            // The reference's leaves and shape, when the event inherits.
+                ));
+            };
+            // Room for every fixed-size step of the frame: only the values of variable length
+            // check for more as they come.
+            let bound = bound + ROOM;
+            room(frames, pos, bound)?;
+            // The reference's leaves, and where each slot lies among them, when the event
+            // inherits.
             let theirs = match reference {
                 0 => None,
                 r if r as usize <= index => {
                     let i = index - r as usize;
-                    Some((out.event_leaves[i] as usize, out.event_shapes[i] as usize))
+                    let slots = programs.n_slots * out.event_shapes[i] as usize;
+                    programs
+                        .slot_pos
+                        .get(slots..slots + programs.n_slots)
+                        .map(|slot_pos| (out.event_leaves[i] as usize, slot_pos))
                 }
                 r => return bad(format!("event {index} refers {r} events back")),
             };
             let time_us = out.times[index];
             for op in &programs.ops[ops_start as usize..ops_end as usize] {
-                room(frames, pos, ROOM)?;
                 let at = pos;
                 match op.kind {
                     OpKind::Begin => {
@@ -1003,9 +1042,7 @@ fn rebuild(
                             return column_error();
                         };
                         c.prev = c.prev.wrapping_add(unzigzag(delta) as u64);
-                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
-                        pos += usize::from(op.tag_len);
-                        put_varint_at(frames, &mut pos, c.prev);
+                        put_tagged_varint(frames, &mut pos, op, c.prev);
                     }
                     OpKind::TimeSec | OpKind::TimeUsec => {
                         let c = &mut columns[op.arg as usize];
@@ -1017,9 +1054,8 @@ fn rebuild(
                         } else {
                             time_us / 1_000_000
                         };
-                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
-                        pos += usize::from(op.tag_len);
-                        put_varint_at(frames, &mut pos, base.wrapping_add(unzigzag(delta) as u64));
+                        let v = base.wrapping_add(unzigzag(delta) as u64);
+                        put_tagged_varint(frames, &mut pos, op, v);
                     }
                     OpKind::Bytes => {
                         let c = &mut columns[op.arg as usize];
@@ -1031,10 +1067,8 @@ fn rebuild(
                             return bad("column value runs past its section");
                         };
                         c.pos += len;
-                        room(frames, pos, len + 2 * ROOM)?;
-                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
-                        pos += usize::from(op.tag_len);
-                        put_varint_at(frames, &mut pos, len as u64);
+                        room(frames, pos, len + bound)?;
+                        put_tagged_varint(frames, &mut pos, op, len as u64);
                         put_bytes(frames, pos, src, len);
                         pos += len;
                     }
@@ -1051,12 +1085,11 @@ fn rebuild(
                         pos += len;
                     }
                     OpKind::Inherit => {
-                        let (leaves_at, their_shape) = theirs.ok_or_else(|| {
+                        let (leaves_at, their_slots) = theirs.ok_or_else(|| {
                             CodecError(format!("event {index} inherits without a reference"))
                         })?;
-                        let (s, e) = programs
-                            .slot_pos
-                            .get(their_shape * programs.n_slots + op.arg as usize)
+                        let (s, e) = their_slots
+                            .get(op.arg as usize)
                             .filter(|&&p| p != u16::MAX)
                             .and_then(|&p| out.leaves.get(leaves_at + usize::from(p)))
                             .copied()
@@ -1067,7 +1100,7 @@ fn rebuild(
                             })?;
                         // The reference's value with its tag (and length): the same bytes here.
                         let n = (e - s) as usize;
-                        room(frames, pos, n + ROOM)?;
+                        room(frames, pos, n + bound)?;
                         copy_back(frames, s as usize, n, pos);
                         pos += n;
                     }
@@ -1445,6 +1478,7 @@ fn compile_shapes(
     }
     let mut p = Programs::default();
     p.ranges.push((0, 0));
+    p.bounds.push(0);
     p.leaves.push(Vec::new());
     let mut slots: FastMap<(u32, u16), u32> = FastMap::default();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
@@ -1535,6 +1569,23 @@ fn compile_shapes(
         }
         p.leaves.push(shape_leaves);
         p.ranges.push((start, p.ops.len() as u32));
+        p.bounds.push(
+            p.ops[start as usize..]
+                .iter()
+                .map(|op| {
+                    usize::from(op.tag_len)
+                        + match op.kind {
+                            // The length, and the bytes it may take more once known.
+                            OpKind::Begin => 5,
+                            OpKind::Varint | OpKind::TimeSec | OpKind::TimeUsec => 10,
+                            OpKind::Fixed64 => 8,
+                            OpKind::Fixed32 => 4,
+                            OpKind::Bytes => 5,
+                            OpKind::End | OpKind::Inherit => 0,
+                        }
+                })
+                .sum(),
+        );
     }
     // Only the values that some event inherits are remembered while rebuilding.
     p.n_slots = slots.len();
