@@ -747,6 +747,8 @@ enum OpKind {
     Fixed32,
     Fixed64,
     Inherit,
+    /// Inherited values that lie back to back in the reference: one copy (see `Pairs`).
+    Copy,
 }
 
 /// One step of rebuilding a frame. `record` says whether some event of the block inherits this
@@ -791,6 +793,104 @@ struct Programs {
     n_slots: usize,
     /// Per shape, its leaves in order: (column, occurrence, inherited).
     leaves: Vec<Vec<(u32, u16, bool)>>,
+    /// Per shape, the place among its operations of each value it records.
+    recorded_ops: Vec<Vec<u32>>,
+}
+
+/// The operations of a shape specialised for the shape of the event it inherits from: each run of
+/// inherited values that lie back to back in the reference (consecutive steps of its shape, so
+/// consecutive bytes of its frame) becomes one `Copy` of those bytes, tags included, with the
+/// reference's leaves found at compile time rather than per value. A response inherits most of
+/// its query this way in a few copies.
+#[derive(Default)]
+struct Pairs {
+    ops: Vec<Op>,
+    /// (shape, reference's shape) to its operations in `ops`.
+    map: FastMap<(u32, u32), (u32, u32)>,
+    /// Per shape, the last pair used: (reference's shape, operations).
+    last: Vec<(u32, (u32, u32))>,
+}
+
+/// How many operations the specialised shapes of a block may hold, as a multiple of the block's
+/// own: past it (a hostile block pairing every shape with every other), events go the general way.
+const MAX_PAIR_OPS_FACTOR: usize = 8;
+
+impl Pairs {
+    /// The operations for an event of `shape` inheriting from one of `theirs`, or `None` to use
+    /// the shape's own.
+    fn program(&mut self, programs: &Programs, shape: u32, theirs: u32) -> Option<(u32, u32)> {
+        if let Some(&(t, range)) = self.last.get(shape as usize) {
+            if t == theirs {
+                return Some(range);
+            }
+        }
+        let range = match self.map.get(&(shape, theirs)) {
+            Some(&range) => range,
+            None => {
+                let range = self.compile(programs, shape, theirs)?;
+                self.map.insert((shape, theirs), range);
+                range
+            }
+        };
+        if self.last.len() < programs.ranges.len() {
+            self.last.resize(programs.ranges.len(), (u32::MAX, (0, 0)));
+        }
+        if let Some(last) = self.last.get_mut(shape as usize) {
+            *last = (theirs, range);
+        }
+        Some(range)
+    }
+
+    fn compile(&mut self, programs: &Programs, shape: u32, theirs: u32) -> Option<(u32, u32)> {
+        let &(start, end) = programs.ranges.get(shape as usize)?;
+        let ops = programs.ops.get(start as usize..end as usize)?;
+        if self.ops.len() + ops.len() > programs.ops.len() * MAX_PAIR_OPS_FACTOR + 4096 {
+            return None;
+        }
+        let slots = programs.n_slots * theirs as usize;
+        let slot_pos = programs.slot_pos.get(slots..slots + programs.n_slots)?;
+        let their_ops = programs.recorded_ops.get(theirs as usize)?;
+        let first = self.ops.len() as u32;
+        let mut i = 0;
+        while let Some(&op) = ops.get(i) {
+            let p = match slot_pos.get(op.arg as usize) {
+                Some(&p) if op.kind == OpKind::Inherit && p != u16::MAX => usize::from(p),
+                // Not inherited, or not there to inherit (an error when it runs).
+                _ => {
+                    self.ops.push(op);
+                    i += 1;
+                    continue;
+                }
+            };
+            // The run: values recorded one after the other in the reference, by steps that
+            // follow each other in its shape.
+            let mut k = 1;
+            let mut recorded = u64::from(op.record);
+            while let Some(next) = ops.get(i + k) {
+                let adjacent = next.kind == OpKind::Inherit
+                    && k < 32
+                    && slot_pos.get(next.arg as usize).map(|&q| usize::from(q)) == Some(p + k)
+                    && matches!(
+                        (their_ops.get(p + k - 1), their_ops.get(p + k)),
+                        (Some(&a), Some(&b)) if b == a + 1
+                    );
+                if !adjacent {
+                    break;
+                }
+                recorded |= u64::from(next.record) << k;
+                k += 1;
+            }
+            self.ops.push(Op {
+                kind: OpKind::Copy,
+                record: false,
+                tag_len: 0,
+                tag: recorded | (k as u64) << 32,
+                arg: p as u32,
+            });
+            i += k;
+        }
+        Some((first, self.ops.len() as u32))
+    }
 }
 
 /// A cursor over a section's bytes.
@@ -910,14 +1010,19 @@ fn put_bytes(frames: &mut [u8], pos: usize, src: &[u8], n: usize) {
 }
 
 /// Copies `frames[s..s + n]` to `pos`, where `s + n <= pos` and `frames` has `n + ROOM` bytes
-/// after `pos`: a short value as one or two fixed-size moves (a move reads all before it writes,
-/// so bytes read past `s + n` do no harm).
+/// after `pos`: a value of up to 64 bytes as one fixed-size move through registers (all of it read
+/// before any is written, so bytes read past `s + n` do no harm and are overwritten later).
 #[inline(always)]
 fn copy_back(frames: &mut [u8], s: usize, n: usize, pos: usize) {
     if n <= 16 {
-        frames.copy_within(s..s + 16, pos);
+        let word: [u8; 16] = frames[s..s + 16].try_into().unwrap_or_default();
+        frames[pos..pos + 16].copy_from_slice(&word);
     } else if n <= 32 {
-        frames.copy_within(s..s + 32, pos);
+        let word: [u8; 32] = frames[s..s + 32].try_into().unwrap_or_default();
+        frames[pos..pos + 32].copy_from_slice(&word);
+    } else if n <= 64 {
+        let word: [u8; 64] = frames[s..s + 64].try_into().unwrap_or([0; 64]);
+        frames[pos..pos + 64].copy_from_slice(&word);
     } else {
         frames.copy_within(s..s + n, pos);
     }
@@ -965,9 +1070,10 @@ fn rebuild(
 ) -> Result<(), CodecError> {
     let programs = &layout.programs;
     let mut shape_ids = Reader::new(&layout.shape_ids, "shape ids");
-    let mut refs = Reader::new(&layout.refs, "refs");
     let mut opaque = Reader::new(opaque, "opaque frames");
     let mut stack: Vec<(usize, usize)> = Vec::with_capacity(MAX_DEPTH);
+    let mut pairs = Pairs::default();
+    let mut refs = Reader::new(&layout.refs, "refs");
     let prefix = usize::from(out.prefix);
     let mut pos = 0usize;
 
@@ -1004,20 +1110,26 @@ fn rebuild(
             room(frames, pos, bound)?;
             // The reference's leaves, and where each slot lies among them, when the event
             // inherits.
-            let theirs = match reference {
-                0 => None,
+            let (theirs, ops) = match reference {
+                0 => (None, &programs.ops[ops_start as usize..ops_end as usize]),
                 r if r as usize <= index => {
                     let i = index - r as usize;
-                    let slots = programs.n_slots * out.event_shapes[i] as usize;
-                    programs
+                    let their_shape = out.event_shapes[i];
+                    let slots = programs.n_slots * their_shape as usize;
+                    let theirs = programs
                         .slot_pos
                         .get(slots..slots + programs.n_slots)
-                        .map(|slot_pos| (out.event_leaves[i] as usize, slot_pos))
+                        .map(|slot_pos| (out.event_leaves[i] as usize, slot_pos));
+                    let ops = match pairs.program(programs, shape as u32, their_shape) {
+                        Some((s, e)) => &pairs.ops[s as usize..e as usize],
+                        None => &programs.ops[ops_start as usize..ops_end as usize],
+                    };
+                    (theirs, ops)
                 }
                 r => return bad(format!("event {index} refers {r} events back")),
             };
             let time_us = out.times[index];
-            for op in &programs.ops[ops_start as usize..ops_end as usize] {
+            for op in ops {
                 let at = pos;
                 match op.kind {
                     OpKind::Begin => {
@@ -1103,6 +1215,38 @@ fn rebuild(
                         room(frames, pos, n + bound)?;
                         copy_back(frames, s as usize, n, pos);
                         pos += n;
+                    }
+                    OpKind::Copy => {
+                        let Some((leaves_at, _)) = theirs else {
+                            return bad(format!("event {index} inherits without a reference"));
+                        };
+                        let first = leaves_at + op.arg as usize;
+                        let k = (op.tag >> 32) as usize;
+                        let (Some(&(s, _)), Some(&(_, e))) =
+                            (out.leaves.get(first), out.leaves.get(first + k - 1))
+                        else {
+                            return bad(format!(
+                                "event {index} inherits a value its reference lacks"
+                            ));
+                        };
+                        let Some(n) = e.checked_sub(s) else {
+                            return bad("inherited values out of order");
+                        };
+                        let n = n as usize;
+                        room(frames, pos, n + bound)?;
+                        copy_back(frames, s as usize, n, pos);
+                        pos += n;
+                        // Where the values some later event inherits now lie.
+                        let mut recorded = op.tag as u32;
+                        while recorded != 0 {
+                            let j = recorded.trailing_zeros() as usize;
+                            recorded &= recorded - 1;
+                            if let Some(&(ls, le)) = out.leaves.get(first + j) {
+                                let shift = at as u32;
+                                out.leaves.push((ls - s + shift, le - s + shift));
+                            }
+                        }
+                        continue;
                     }
                 }
                 if op.record {
@@ -1581,7 +1725,7 @@ fn compile_shapes(
                             OpKind::Fixed64 => 8,
                             OpKind::Fixed32 => 4,
                             OpKind::Bytes => 5,
-                            OpKind::End | OpKind::Inherit => 0,
+                            OpKind::End | OpKind::Inherit | OpKind::Copy => 0,
                         }
                 })
                 .sum(),
@@ -1597,7 +1741,8 @@ fn compile_shapes(
     let mut slots_iter = op_slots.iter();
     for (shape, &(start, end)) in p.ranges.iter().enumerate() {
         let mut recorded = 0u16;
-        for op in &mut p.ops[start as usize..end as usize] {
+        let mut recorded_ops = Vec::new();
+        for (i, op) in p.ops[start as usize..end as usize].iter_mut().enumerate() {
             if matches!(op.kind, OpKind::Begin | OpKind::End) {
                 continue;
             }
@@ -1607,12 +1752,14 @@ fn compile_shapes(
                 as usize;
             if inherited[slot] {
                 op.record = true;
+                recorded_ops.push(i as u32);
                 p.slot_pos[shape * p.n_slots + slot] = recorded;
                 recorded = recorded
                     .checked_add(1)
                     .ok_or_else(|| CodecError("shape with too many fields".into()))?;
             }
         }
+        p.recorded_ops.push(recorded_ops);
     }
     Ok(p)
 }
