@@ -997,15 +997,18 @@ fn put_tagged_varint(frames: &mut [u8], pos: &mut usize, op: &Op, v: u64) {
 }
 
 /// Copies `n` bytes from `src` (which may hold more) to `frames[pos..]`, which has `n + ROOM`
-/// bytes: a short value as one or two fixed-size moves where `src` has the bytes to spare.
+/// bytes: a value of up to 64 bytes as one fixed-size move where `src` has the bytes to spare.
 #[inline(always)]
 fn put_bytes(frames: &mut [u8], pos: usize, src: &[u8], n: usize) {
-    if n <= 16 && src.len() >= 16 {
-        frames[pos..pos + 16].copy_from_slice(&src[..16]);
-    } else if n <= 32 && src.len() >= 32 {
-        frames[pos..pos + 32].copy_from_slice(&src[..32]);
-    } else {
-        frames[pos..pos + n].copy_from_slice(&src[..n]);
+    match (
+        src.first_chunk::<16>(),
+        src.first_chunk::<32>(),
+        src.first_chunk::<64>(),
+    ) {
+        (Some(word), _, _) if n <= 16 => frames[pos..pos + 16].copy_from_slice(word),
+        (_, Some(word), _) if n <= 32 => frames[pos..pos + 32].copy_from_slice(word),
+        (_, _, Some(word)) if n <= 64 => frames[pos..pos + 64].copy_from_slice(word),
+        _ => frames[pos..pos + n].copy_from_slice(&src[..n]),
     }
 }
 
