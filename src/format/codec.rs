@@ -939,7 +939,7 @@ fn column_error<T>() -> Result<T, CodecError> {
 
 /// The most one fixed-size step writes past its start (an 8-byte tag store, or a tag of up to 5
 /// bytes and a varint of up to 10), and the room kept after every frame being rebuilt, so that
-/// such steps and the short copies below write whole words without a check of their own.
+/// such steps and the short copies below write whole words and need no room check of their own.
 const ROOM: usize = 64;
 
 /// Makes `frames[pos..pos + n]` exist. `pos` never passes `frames.len()`.
