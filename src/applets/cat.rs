@@ -3,7 +3,7 @@
 use crate::config::StoreArgs;
 use crate::event_json::{frame_to_json, EventMeta};
 use crate::format::store::now_us;
-use crate::format::{segment_paths, Scanner, Segment, TimeRange};
+use crate::format::{segment_paths, Framed, Scanner, Segment, TimeRange};
 use crate::frame::{write_frame, FrameWidth};
 use crate::timespec::parse_time;
 use anyhow::{Context, Result};
@@ -113,20 +113,40 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
             damaged += 1;
             eprintln!("dstore cat: {e}");
         };
+        if args.raw {
+            // The frames come rebuilt after their length prefixes: a block is one write.
+            let mut on_frames = |framed: Framed| -> std::io::Result<bool> {
+                match framed {
+                    Framed::Run { bytes, events: n } => {
+                        events += n as u64;
+                        out.write_all(bytes)?;
+                    }
+                    Framed::Event(ev) => {
+                        events += 1;
+                        write_frame(&mut out, width, ev.frame)?;
+                    }
+                }
+                Ok(true)
+            };
+            scanner.scan_framed(
+                &segment,
+                range,
+                width.prefix_len(),
+                &mut on_damage,
+                &mut on_frames,
+            )?;
+            continue;
+        }
         let mut on_event = |ev: crate::format::StoredEvent| -> std::io::Result<bool> {
             events += 1;
-            if args.raw {
-                write_frame(&mut out, width, ev.frame)?;
-            } else {
-                let meta = EventMeta {
-                    time_us: Some(ev.time_us),
-                    time_from_receive: ev.time_from_receive(),
-                };
-                line.clear();
-                serde_json::to_writer(&mut line, &frame_to_json(ev.frame, &meta))?;
-                line.push(b'\n');
-                out.write_all(&line)?;
-            }
+            let meta = EventMeta {
+                time_us: Some(ev.time_us),
+                time_from_receive: ev.time_from_receive(),
+            };
+            line.clear();
+            serde_json::to_writer(&mut line, &frame_to_json(ev.frame, &meta))?;
+            line.push(b'\n');
+            out.write_all(&line)?;
             Ok(true)
         };
         scanner.scan(&segment, range, &mut on_damage, &mut on_event)?;

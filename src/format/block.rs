@@ -211,10 +211,11 @@ pub fn decode_payload(
     out: &mut Decoded,
 ) -> Result<(), PayloadError> {
     check_payload(header, payload)?;
-    out.frames.reserve(
+    out.reserve_frames(
         usize::try_from(header.frame_bytes)
             .unwrap_or(0)
             .min(MAX_PAYLOAD_LEN as usize * 4),
+        header.event_count as usize,
     );
     codec::decode(payload, header.event_count as usize, out).map_err(PayloadError::Codec)
 }

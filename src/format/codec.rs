@@ -655,16 +655,28 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
     Ok(out)
 }
 
-/// A decoded block: every event's exact frame, time and flags.
+/// A decoded block: every event's exact frame, time and flags. With a length prefix
+/// (`set_length_prefix`), each frame is rebuilt after its length as a big-endian prefix of that
+/// width, the layout of a framed stream, so that a caller printing one writes whole runs of events
+/// at once (`framed`) rather than copying each frame.
 #[derive(Default, Debug)]
 pub struct Decoded {
-    pub frames: Vec<u8>,
-    pub ends: Vec<u32>,
+    /// The frames, back to back, in `frames[..end of the last]`; the bytes after that are room the
+    /// decoder writes ahead into (see `room`).
+    frames: Vec<u8>,
+    /// Where each event's frame ends in `frames`.
+    ends: Vec<u32>,
     pub times: Vec<u64>,
     pub flags: Vec<u8>,
+    /// Width of the length prefix before each frame: 0, 2 or 4 bytes.
+    prefix: u8,
+    /// Whether some frame is longer than its prefix can say (its prefix is then wrong).
+    oversized: bool,
     buf: Vec<u8>,
     columns: Vec<Column>,
-    /// Where each value of each rebuilt event lies in `frames`, for the events that inherit it.
+    opaque: Vec<u8>,
+    /// Where each value of each rebuilt event lies in `frames`, its tag included, for the events
+    /// that inherit it.
     leaves: Vec<(u32, u32)>,
     event_leaves: Vec<u32>,
     event_shapes: Vec<u32>,
@@ -679,7 +691,45 @@ impl Decoded {
     }
     pub fn frame(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.frames[start..self.ends[i] as usize]
+        &self.frames[start + usize::from(self.prefix)..self.ends[i] as usize]
+    }
+
+    /// Rebuilds each frame after a big-endian length prefix of `width` bytes (2 or 4; 0 for none)
+    /// from the next decode on.
+    pub fn set_length_prefix(&mut self, width: usize) {
+        self.prefix = match width {
+            2 => 2,
+            4 => 4,
+            _ => 0,
+        };
+    }
+
+    /// Events `first..end` as one run of bytes, each frame after its length prefix. `None` when
+    /// some frame of the block is too long for the prefix: the caller then takes the frames one by
+    /// one (`frame`) and says which.
+    pub fn framed(&self, first: usize, end: usize) -> Option<&[u8]> {
+        if self.oversized || first >= end {
+            return None;
+        }
+        let start = if first == 0 {
+            0
+        } else {
+            *self.ends.get(first - 1)? as usize
+        };
+        self.frames.get(start..*self.ends.get(end - 1)? as usize)
+    }
+
+    /// Makes room for a block of `frame_bytes` bytes of frames in `events` events (the figures of
+    /// its header), so that the frames are not moved as they grow. A hint only: the decoder checks
+    /// room itself.
+    pub fn reserve_frames(&mut self, frame_bytes: usize, events: usize) {
+        let want = frame_bytes
+            .saturating_add(events.saturating_mul(usize::from(self.prefix)))
+            .saturating_add(ROOM)
+            .min(MAX_SECTION_LEN * 4);
+        if self.frames.len() < want {
+            self.frames.resize(want, 0);
+        }
     }
 }
 
@@ -693,41 +743,57 @@ struct Column {
     time: u8,
 }
 
+impl Column {
+    #[inline(always)]
+    fn varint(&mut self) -> Option<u64> {
+        varint_at(&self.data, &mut self.pos)
+    }
+}
+
+/// What one step of rebuilding a frame does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OpKind {
+    Begin,
+    End,
+    Varint,
+    TimeSec,
+    TimeUsec,
+    Bytes,
+    Fixed32,
+    Fixed64,
+    Inherit,
+    /// Inherited values that lie back to back in the reference: one copy (see `Pairs`).
+    Copy,
+}
+
 /// One step of rebuilding a frame. `record` says whether some event of the block inherits this
 /// value, so its place must be remembered.
 #[derive(Clone, Copy, Debug)]
-enum Op {
-    Begin {
-        tag: u32,
-    },
-    End,
-    Varint {
-        tag: u32,
-        column: u32,
-        record: bool,
-    },
-    Time {
-        tag: u32,
-        column: u32,
-        usec: bool,
-        record: bool,
-    },
-    Bytes {
-        tag: u32,
-        column: u32,
-        record: bool,
-    },
-    Fixed {
-        tag: u32,
-        column: u32,
-        len: u8,
-        record: bool,
-    },
-    Inherit {
-        tag: u32,
-        slot: u32,
-        record: bool,
-    },
+struct Op {
+    kind: OpKind,
+    record: bool,
+    tag_len: u8,
+    /// The tag's varint bytes in the low `tag_len` bytes, little-endian: written as one 8-byte
+    /// store (the room after the frame takes the rest).
+    tag: u64,
+    /// The column of a literal, the slot of an inherited value.
+    arg: u32,
+}
+
+impl Op {
+    fn new(kind: OpKind, tag: u32, arg: u32) -> Op {
+        let mut bytes = Vec::with_capacity(5);
+        put_varint(&mut bytes, u64::from(tag));
+        let mut le = [0u8; 8];
+        le[..bytes.len()].copy_from_slice(&bytes);
+        Op {
+            kind,
+            record: false,
+            tag_len: bytes.len() as u8,
+            tag: u64::from_le_bytes(le),
+            arg,
+        }
+    }
 }
 
 /// The shapes of a block, compiled: each shape's operations, and for each shape where the value of
@@ -736,10 +802,110 @@ enum Op {
 struct Programs {
     ops: Vec<Op>,
     ranges: Vec<(u32, u32)>,
+    /// Per shape, the most bytes its fixed-size steps write (values of variable length aside).
+    bounds: Vec<usize>,
     slot_pos: Vec<u16>,
     n_slots: usize,
     /// Per shape, its leaves in order: (column, occurrence, inherited).
     leaves: Vec<Vec<(u32, u16, bool)>>,
+    /// Per shape, the place among its operations of each value it records.
+    recorded_ops: Vec<Vec<u32>>,
+}
+
+/// The operations of a shape specialised for the shape of the event it inherits from: each run of
+/// inherited values that lie back to back in the reference (consecutive steps of its shape, so
+/// consecutive bytes of its frame) becomes one `Copy` of those bytes, tags included, with the
+/// reference's leaves found at compile time rather than per value. A response inherits most of
+/// its query this way in a few copies.
+#[derive(Default)]
+struct Pairs {
+    ops: Vec<Op>,
+    /// (shape, reference's shape) to its operations in `ops`.
+    map: FastMap<(u32, u32), (u32, u32)>,
+    /// Per shape, the last pair used: (reference's shape, operations).
+    last: Vec<(u32, (u32, u32))>,
+}
+
+/// How many operations the specialised shapes of a block may hold, as a multiple of the block's
+/// own: past it (a hostile block pairing every shape with every other), events go the general way.
+const MAX_PAIR_OPS_FACTOR: usize = 8;
+
+impl Pairs {
+    /// The operations for an event of `shape` inheriting from one of `theirs`, or `None` to use
+    /// the shape's own.
+    fn program(&mut self, programs: &Programs, shape: u32, theirs: u32) -> Option<(u32, u32)> {
+        if let Some(&(t, range)) = self.last.get(shape as usize) {
+            if t == theirs {
+                return Some(range);
+            }
+        }
+        let range = match self.map.get(&(shape, theirs)) {
+            Some(&range) => range,
+            None => {
+                let range = self.compile(programs, shape, theirs)?;
+                self.map.insert((shape, theirs), range);
+                range
+            }
+        };
+        if self.last.len() < programs.ranges.len() {
+            self.last.resize(programs.ranges.len(), (u32::MAX, (0, 0)));
+        }
+        if let Some(last) = self.last.get_mut(shape as usize) {
+            *last = (theirs, range);
+        }
+        Some(range)
+    }
+
+    fn compile(&mut self, programs: &Programs, shape: u32, theirs: u32) -> Option<(u32, u32)> {
+        let &(start, end) = programs.ranges.get(shape as usize)?;
+        let ops = programs.ops.get(start as usize..end as usize)?;
+        if self.ops.len() + ops.len() > programs.ops.len() * MAX_PAIR_OPS_FACTOR + 4096 {
+            return None;
+        }
+        let slots = programs.n_slots * theirs as usize;
+        let slot_pos = programs.slot_pos.get(slots..slots + programs.n_slots)?;
+        let their_ops = programs.recorded_ops.get(theirs as usize)?;
+        let first = self.ops.len() as u32;
+        let mut i = 0;
+        while let Some(&op) = ops.get(i) {
+            let p = match slot_pos.get(op.arg as usize) {
+                Some(&p) if op.kind == OpKind::Inherit && p != u16::MAX => usize::from(p),
+                // Not inherited, or not there to inherit (an error when it runs).
+                _ => {
+                    self.ops.push(op);
+                    i += 1;
+                    continue;
+                }
+            };
+            // The run: values recorded one after the other in the reference, by steps that
+            // follow each other in its shape.
+            let mut k = 1;
+            let mut recorded = u64::from(op.record);
+            while let Some(next) = ops.get(i + k) {
+                let adjacent = next.kind == OpKind::Inherit
+                    && k < 32
+                    && slot_pos.get(next.arg as usize).map(|&q| usize::from(q)) == Some(p + k)
+                    && matches!(
+                        (their_ops.get(p + k - 1), their_ops.get(p + k)),
+                        (Some(&a), Some(&b)) if b == a + 1
+                    );
+                if !adjacent {
+                    break;
+                }
+                recorded |= u64::from(next.record) << k;
+                k += 1;
+            }
+            self.ops.push(Op {
+                kind: OpKind::Copy,
+                record: false,
+                tag_len: 0,
+                tag: recorded | (k as u64) << 32,
+                arg: p as u32,
+            });
+            i += k;
+        }
+        Some((first, self.ops.len() as u32))
+    }
 }
 
 /// A cursor over a section's bytes.
@@ -756,7 +922,7 @@ impl<'a> Reader<'a> {
 
     #[inline]
     fn varint(&mut self) -> Result<u64, CodecError> {
-        varint_at(self.data, &mut self.pos).map_err(|_| {
+        varint_at(self.data, &mut self.pos).ok_or_else(|| {
             CodecError(format!(
                 "{} section ends early or holds a bad varint",
                 self.what
@@ -766,31 +932,135 @@ impl<'a> Reader<'a> {
 }
 
 #[inline(always)]
-fn varint_at(data: &[u8], pos: &mut usize) -> Result<u64, CodecError> {
+fn varint_at(data: &[u8], pos: &mut usize) -> Option<u64> {
     if let Some(&b) = data.get(*pos) {
         if b < 0x80 {
             *pos += 1;
-            return Ok(u64::from(b));
+            return Some(u64::from(b));
+        }
+        if let Some(&b1) = data.get(*pos + 1) {
+            if b1 < 0x80 {
+                *pos += 2;
+                return Some(u64::from(b & 0x7f) | u64::from(b1) << 7);
+            }
         }
     }
     read_varint(data, pos)
-        .ok_or_else(|| CodecError("a column ends early or holds a bad varint".into()))
+}
+
+fn column_error<T>() -> Result<T, CodecError> {
+    bad("a column ends early or holds a bad varint")
+}
+
+/// The most one fixed-size step writes past its start (an 8-byte tag store, or a tag of up to 5
+/// bytes and a varint of up to 10), and the room kept after every frame being rebuilt, so that
+/// such steps and the short copies below write whole words and need no room check of their own.
+const ROOM: usize = 64;
+
+/// Makes `frames[pos..pos + n]` exist. `pos` never passes `frames.len()`.
+#[inline(always)]
+fn room(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+    if frames.len() - pos < n {
+        return grow(frames, pos, n);
+    }
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn grow(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+    let need = pos.saturating_add(n);
+    if need > u32::MAX as usize + ROOM {
+        return bad("block holds more than 4 GiB of frames");
+    }
+    frames.resize(need.max(frames.len().saturating_mul(2)).max(1 << 16), 0);
+    Ok(())
+}
+
+/// Writes `v` as a varint at `*pos`; `frames` has 10 bytes there.
+#[inline(always)]
+fn put_varint_at(frames: &mut [u8], pos: &mut usize, mut v: u64) {
+    let out = &mut frames[*pos..*pos + 10];
+    let mut i = 0;
+    while v >= 0x80 && i < 9 {
+        out[i] = v as u8 | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
+    *pos += i + 1;
+}
+
+/// Writes the op's tag, then `v` as a varint; `frames` has `ROOM` bytes at `*pos`. A value of one
+/// or two varint bytes goes into the same 8-byte word as the tag (which takes at most 5).
+#[inline(always)]
+fn put_tagged_varint(frames: &mut [u8], pos: &mut usize, op: &Op, v: u64) {
+    let t = usize::from(op.tag_len) & 7;
+    let (value, len) = if v < 0x80 {
+        (v, 1)
+    } else if v < 1 << 14 {
+        (v & 0x7f | 0x80 | (v >> 7) << 8, 2)
+    } else {
+        frames[*pos..*pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+        *pos += t;
+        put_varint_at(frames, pos, v);
+        return;
+    };
+    let word = op.tag | value << (8 * t.min(6));
+    frames[*pos..*pos + 8].copy_from_slice(&word.to_le_bytes());
+    *pos += t + len;
+}
+
+/// Copies `n` bytes from `src` (which may hold more) to `frames[pos..]`, which has `n + ROOM`
+/// bytes: a value of up to 64 bytes as one fixed-size move where `src` has the bytes to spare.
+#[inline(always)]
+fn put_bytes(frames: &mut [u8], pos: usize, src: &[u8], n: usize) {
+    match (
+        src.first_chunk::<16>(),
+        src.first_chunk::<32>(),
+        src.first_chunk::<64>(),
+    ) {
+        (Some(word), _, _) if n <= 16 => frames[pos..pos + 16].copy_from_slice(word),
+        (_, Some(word), _) if n <= 32 => frames[pos..pos + 32].copy_from_slice(word),
+        (_, _, Some(word)) if n <= 64 => frames[pos..pos + 64].copy_from_slice(word),
+        _ => frames[pos..pos + n].copy_from_slice(&src[..n]),
+    }
+}
+
+/// Copies `frames[s..s + n]` to `pos`, where `s + n <= pos` and `frames` has `n + ROOM` bytes
+/// after `pos`: a value of up to 64 bytes as one fixed-size move through registers (all of it read
+/// before any is written, so bytes read past `s + n` do no harm and are overwritten later).
+#[inline(always)]
+fn copy_back(frames: &mut [u8], s: usize, n: usize, pos: usize) {
+    if n <= 16 {
+        let word: [u8; 16] = frames[s..s + 16].try_into().unwrap_or_default();
+        frames[pos..pos + 16].copy_from_slice(&word);
+    } else if n <= 32 {
+        let word: [u8; 32] = frames[s..s + 32].try_into().unwrap_or_default();
+        frames[pos..pos + 32].copy_from_slice(&word);
+    } else if n <= 64 {
+        let word: [u8; 64] = frames[s..s + 64].try_into().unwrap_or([0; 64]);
+        frames[pos..pos + 64].copy_from_slice(&word);
+    } else {
+        frames.copy_within(s..s + n, pos);
+    }
 }
 
 /// Decodes a block payload holding `count` events into `out` (cleared first).
 pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), CodecError> {
-    out.frames.clear();
     out.ends.clear();
     out.times.clear();
     out.flags.clear();
     out.leaves.clear();
     out.event_leaves.clear();
     out.event_shapes.clear();
+    out.oversized = false;
     let sections = sections(payload)?;
     let mut buf = std::mem::take(&mut out.buf);
     let mut columns = std::mem::take(&mut out.columns);
-    let mut opaque = Vec::new();
-    let layout = read_layout(
+    let mut opaque = std::mem::take(&mut out.opaque);
+    let mut frames = std::mem::take(&mut out.frames);
+    let result = read_layout(
         &sections,
         count,
         &|_| true,
@@ -798,18 +1068,41 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         (&mut out.times, &mut out.flags),
         &mut columns,
         &mut opaque,
-    )?;
-    let programs = layout.programs;
+    )
+    .and_then(|layout| rebuild(&layout, count, &mut columns, &opaque, &mut frames, out));
+    out.buf = buf;
+    out.columns = columns;
+    out.opaque = opaque;
+    out.frames = frames;
+    result
+}
+
+/// Rebuilds every event's frame into `frames` (`out.frames` taken out while it is written).
+fn rebuild(
+    layout: &Layout,
+    count: usize,
+    columns: &mut [Column],
+    opaque: &[u8],
+    frames: &mut Vec<u8>,
+    out: &mut Decoded,
+) -> Result<(), CodecError> {
+    let programs = &layout.programs;
     let mut shape_ids = Reader::new(&layout.shape_ids, "shape ids");
-    let mut refs = Reader::new(&layout.refs, "refs");
-    let mut opaque = Reader::new(&opaque, "opaque frames");
+    let mut opaque = Reader::new(opaque, "opaque frames");
     let mut stack: Vec<(usize, usize)> = Vec::with_capacity(MAX_DEPTH);
+    let mut pairs = Pairs::default();
+    let mut refs = Reader::new(&layout.refs, "refs");
+    let prefix = usize::from(out.prefix);
+    let mut pos = 0usize;
 
     for index in 0..count {
         let shape = shape_ids.varint()?;
         let reference = refs.varint()?;
         out.event_leaves.push(out.leaves.len() as u32);
         out.event_shapes.push(shape as u32);
+        room(frames, pos, ROOM)?;
+        pos += prefix;
+        let frame_start = pos;
         if shape == OPAQUE_SHAPE {
             let len = opaque.varint()? as usize;
             let bytes = opaque
@@ -817,125 +1110,185 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
                 .get(opaque.pos..opaque.pos.saturating_add(len))
                 .ok_or_else(|| CodecError("opaque frame runs past its section".into()))?;
             opaque.pos += len;
-            out.frames.extend_from_slice(bytes);
+            room(frames, pos, len + ROOM)?;
+            frames[pos..pos + len].copy_from_slice(bytes);
+            pos += len;
         } else {
-            let &(ops_start, ops_end) = programs.ranges.get(shape as usize).ok_or_else(|| {
-                CodecError(format!(
+            let (Some(&(ops_start, ops_end)), Some(&bound)) = (
+                programs.ranges.get(shape as usize),
+                programs.bounds.get(shape as usize),
+            ) else {
+                return bad(format!(
                     "event {index} has shape {shape}, beyond the block's shapes"
-                ))
-            })?;
-            // The reference's leaves and shape, when the event inherits.
-            let theirs = match reference {
-                0 => None,
+                ));
+            };
+            // Room for every fixed-size step of the frame: only the values of variable length
+            // check for more as they come.
+            let bound = bound + ROOM;
+            room(frames, pos, bound)?;
+            // The reference's leaves, and where each slot lies among them, when the event
+            // inherits.
+            let (theirs, ops) = match reference {
+                0 => (None, &programs.ops[ops_start as usize..ops_end as usize]),
                 r if r as usize <= index => {
                     let i = index - r as usize;
-                    Some((out.event_leaves[i] as usize, out.event_shapes[i] as usize))
+                    let their_shape = out.event_shapes[i];
+                    let slots = programs.n_slots * their_shape as usize;
+                    let theirs = programs
+                        .slot_pos
+                        .get(slots..slots + programs.n_slots)
+                        .map(|slot_pos| (out.event_leaves[i] as usize, slot_pos));
+                    let ops = match pairs.program(programs, shape as u32, their_shape) {
+                        Some((s, e)) => &pairs.ops[s as usize..e as usize],
+                        None => &programs.ops[ops_start as usize..ops_end as usize],
+                    };
+                    (theirs, ops)
                 }
                 r => return bad(format!("event {index} refers {r} events back")),
             };
             let time_us = out.times[index];
-            for op in &programs.ops[ops_start as usize..ops_end as usize] {
-                let (tag, record) = match *op {
-                    Op::Begin { tag } => {
-                        put_varint(&mut out.frames, u64::from(tag));
+            for op in ops {
+                let at = pos;
+                match op.kind {
+                    OpKind::Begin => {
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
                         // One byte for the length, which is enough below 128 bytes.
-                        out.frames.push(0);
-                        stack.push((out.frames.len(), out.leaves.len()));
+                        frames[pos] = 0;
+                        pos += 1;
+                        stack.push((pos, out.leaves.len()));
                         continue;
                     }
-                    Op::End => {
+                    OpKind::End => {
                         let (start, first_leaf) = stack
                             .pop()
                             .ok_or_else(|| CodecError("unbalanced shape".into()))?;
-                        close_nested(&mut out.frames, &mut out.leaves[first_leaf..], start);
+                        close_nested(frames, &mut pos, &mut out.leaves[first_leaf..], start)?;
                         continue;
                     }
-                    Op::Varint { tag, record, .. }
-                    | Op::Time { tag, record, .. }
-                    | Op::Bytes { tag, record, .. }
-                    | Op::Fixed { tag, record, .. }
-                    | Op::Inherit { tag, record, .. } => (tag, record),
-                };
-                put_varint(&mut out.frames, u64::from(tag));
-                let mut start = out.frames.len();
-                match *op {
-                    Op::Varint { column, .. } => {
-                        let c = &mut columns[column as usize];
-                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
-                        c.prev = c.prev.wrapping_add(delta);
-                        put_varint(&mut out.frames, c.prev);
+                    OpKind::Varint => {
+                        let c = &mut columns[op.arg as usize];
+                        let Some(delta) = c.varint() else {
+                            return column_error();
+                        };
+                        c.prev = c.prev.wrapping_add(unzigzag(delta) as u64);
+                        put_tagged_varint(frames, &mut pos, op, c.prev);
                     }
-                    Op::Time { column, usec, .. } => {
-                        let c = &mut columns[column as usize];
-                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
-                        let base = if usec {
+                    OpKind::TimeSec | OpKind::TimeUsec => {
+                        let c = &mut columns[op.arg as usize];
+                        let Some(delta) = c.varint() else {
+                            return column_error();
+                        };
+                        let base = if op.kind == OpKind::TimeUsec {
                             time_us % 1_000_000
                         } else {
                             time_us / 1_000_000
                         };
-                        put_varint(&mut out.frames, base.wrapping_add(delta));
+                        let v = base.wrapping_add(unzigzag(delta) as u64);
+                        put_tagged_varint(frames, &mut pos, op, v);
                     }
-                    Op::Bytes { column, .. } => {
-                        let c = &mut columns[column as usize];
-                        let len = varint_at(&c.data, &mut c.pos)? as usize;
-                        let bytes =
-                            c.data
-                                .get(c.pos..c.pos.saturating_add(len))
-                                .ok_or_else(|| {
-                                    CodecError("column value runs past its section".into())
-                                })?;
+                    OpKind::Bytes => {
+                        let c = &mut columns[op.arg as usize];
+                        let Some(len) = c.varint() else {
+                            return column_error();
+                        };
+                        let len = len as usize;
+                        let Some(src) = c.data.get(c.pos..).filter(|s| s.len() >= len) else {
+                            return bad("column value runs past its section");
+                        };
                         c.pos += len;
-                        put_varint(&mut out.frames, len as u64);
-                        start = out.frames.len();
-                        out.frames.extend_from_slice(bytes);
+                        room(frames, pos, len + bound)?;
+                        put_tagged_varint(frames, &mut pos, op, len as u64);
+                        put_bytes(frames, pos, src, len);
+                        pos += len;
                     }
-                    Op::Fixed { column, len, .. } => {
-                        let c = &mut columns[column as usize];
-                        let bytes =
-                            c.data.get(c.pos..c.pos + usize::from(len)).ok_or_else(|| {
-                                CodecError("column value runs past its section".into())
-                            })?;
-                        c.pos += usize::from(len);
-                        out.frames.extend_from_slice(bytes);
+                    OpKind::Fixed32 | OpKind::Fixed64 => {
+                        let c = &mut columns[op.arg as usize];
+                        let len = if op.kind == OpKind::Fixed64 { 8 } else { 4 };
+                        let Some(src) = c.data.get(c.pos..c.pos + len) else {
+                            return bad("column value runs past its section");
+                        };
+                        c.pos += len;
+                        frames[pos..pos + 8].copy_from_slice(&op.tag.to_le_bytes());
+                        pos += usize::from(op.tag_len);
+                        frames[pos..pos + len].copy_from_slice(src);
+                        pos += len;
                     }
-                    Op::Inherit { slot, .. } => {
-                        let (leaves_at, their_shape) = theirs.ok_or_else(|| {
+                    OpKind::Inherit => {
+                        let (leaves_at, their_slots) = theirs.ok_or_else(|| {
                             CodecError(format!("event {index} inherits without a reference"))
                         })?;
-                        let pos = programs
-                            .slot_pos
-                            .get(their_shape * programs.n_slots + slot as usize)
+                        let (s, e) = their_slots
+                            .get(op.arg as usize)
+                            .filter(|&&p| p != u16::MAX)
+                            .and_then(|&p| out.leaves.get(leaves_at + usize::from(p)))
                             .copied()
-                            .filter(|&p| p != u16::MAX)
                             .ok_or_else(|| {
                                 CodecError(format!(
                                     "event {index} inherits a value its reference lacks"
                                 ))
                             })?;
-                        let (s, e) = out.leaves[leaves_at + usize::from(pos)];
-                        if (tag & 7) as u8 == WIRE_LEN {
-                            put_varint(&mut out.frames, u64::from(e - s));
-                            start = out.frames.len();
-                        }
-                        out.frames.extend_from_within(s as usize..e as usize);
+                        // The reference's value with its tag (and length): the same bytes here.
+                        let n = (e - s) as usize;
+                        room(frames, pos, n + bound)?;
+                        copy_back(frames, s as usize, n, pos);
+                        pos += n;
                     }
-                    Op::Begin { .. } | Op::End => {}
+                    OpKind::Copy => {
+                        let Some((leaves_at, _)) = theirs else {
+                            return bad(format!("event {index} inherits without a reference"));
+                        };
+                        let first = leaves_at + op.arg as usize;
+                        let k = (op.tag >> 32) as usize;
+                        let (Some(&(s, _)), Some(&(_, e))) =
+                            (out.leaves.get(first), out.leaves.get(first + k - 1))
+                        else {
+                            return bad(format!(
+                                "event {index} inherits a value its reference lacks"
+                            ));
+                        };
+                        let Some(n) = e.checked_sub(s) else {
+                            return bad("inherited values out of order");
+                        };
+                        let n = n as usize;
+                        room(frames, pos, n + bound)?;
+                        copy_back(frames, s as usize, n, pos);
+                        pos += n;
+                        // Where the values some later event inherits now lie.
+                        let mut recorded = op.tag as u32;
+                        while recorded != 0 {
+                            let j = recorded.trailing_zeros() as usize;
+                            recorded &= recorded - 1;
+                            if let Some(&(ls, le)) = out.leaves.get(first + j) {
+                                let shift = at as u32;
+                                out.leaves.push((ls - s + shift, le - s + shift));
+                            }
+                        }
+                        continue;
+                    }
                 }
-                if record {
-                    out.leaves.push((start as u32, out.frames.len() as u32));
+                if op.record {
+                    out.leaves.push((at as u32, pos as u32));
                 }
             }
             if !stack.is_empty() {
                 return bad("unbalanced shape");
             }
         }
-        if out.frames.len() > u32::MAX as usize {
+        if pos > u32::MAX as usize {
             return bad("block holds more than 4 GiB of frames");
         }
-        out.ends.push(out.frames.len() as u32);
+        let len = pos - frame_start;
+        match prefix {
+            2 => {
+                out.oversized |= len > usize::from(u16::MAX);
+                frames[frame_start - 2..frame_start].copy_from_slice(&(len as u16).to_be_bytes());
+            }
+            4 => frames[frame_start - 4..frame_start].copy_from_slice(&(len as u32).to_be_bytes()),
+            _ => {}
+        }
+        out.ends.push(pos as u32);
     }
-    out.buf = buf;
-    out.columns = columns;
     Ok(())
 }
 
@@ -1085,7 +1438,10 @@ pub fn decode_columns(
             } else {
                 match (c.key.last().copied().unwrap_or(0) & 7) as u8 {
                     WIRE_VARINT => {
-                        let delta = unzigzag(varint_at(&c.data, &mut c.pos)?) as u64;
+                        let Some(delta) = c.varint() else {
+                            return column_error();
+                        };
+                        let delta = unzigzag(delta) as u64;
                         let v = match c.time {
                             1 => (out.times[index] / 1_000_000).wrapping_add(delta),
                             2 => (out.times[index] % 1_000_000).wrapping_add(delta),
@@ -1097,8 +1453,10 @@ pub fn decode_columns(
                         Value::Number(v)
                     }
                     WIRE_LEN => {
-                        let len = varint_at(&c.data, &mut c.pos)? as usize;
-                        let end = c.pos.saturating_add(len);
+                        let Some(len) = c.varint() else {
+                            return column_error();
+                        };
+                        let end = c.pos.saturating_add(len as usize);
                         if end > c.data.len() {
                             return bad("column value runs past its section");
                         }
@@ -1210,26 +1568,33 @@ fn read_times_and_flags(
     Ok(())
 }
 
-/// Ends a nested message that started (after its one-byte length placeholder) at `start`: writes its
-/// length, moving the content when the length takes more than one byte.
-fn close_nested(frames: &mut Vec<u8>, inner_leaves: &mut [(u32, u32)], start: usize) {
-    let len = frames.len() - start;
+/// Ends a nested message that started (after its one-byte length placeholder) at `start` and ends at
+/// `*pos`: writes its length, moving the content when the length takes more than one byte.
+fn close_nested(
+    frames: &mut Vec<u8>,
+    pos: &mut usize,
+    inner_leaves: &mut [(u32, u32)],
+    start: usize,
+) -> Result<(), CodecError> {
+    let len = *pos - start;
     if len < 0x80 {
         frames[start - 1] = len as u8;
-        return;
+        return Ok(());
     }
     let extra = varint_len(len as u64) - 1;
-    frames.resize(frames.len() + extra, 0);
+    room(frames, *pos, extra + ROOM)?;
     frames.copy_within(start..start + len, start + extra);
     let mut v = len as u64;
     for b in &mut frames[start - 1..start + extra] {
         *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
         v >>= 7;
     }
+    *pos += extra;
     for (s, e) in inner_leaves {
         *s += extra as u32;
         *e += extra as u32;
     }
+    Ok(())
 }
 
 /// Reads the column sections into `columns`, returning how many there are.
@@ -1282,6 +1647,7 @@ fn compile_shapes(
     }
     let mut p = Programs::default();
     p.ranges.push((0, 0));
+    p.bounds.push(0);
     p.leaves.push(Vec::new());
     let mut slots: FastMap<(u32, u16), u32> = FastMap::default();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
@@ -1305,7 +1671,7 @@ fn compile_shapes(
                 if path.pop().is_none() {
                     return bad("shape closes more messages than it opens");
                 }
-                p.ops.push(Op::End);
+                p.ops.push(Op::new(OpKind::End, 0, 0));
                 continue;
             }
             let tag = read_varint(shape, &mut pos)
@@ -1324,7 +1690,7 @@ fn compile_shapes(
             path.push(tag);
             match kind {
                 KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
-                    p.ops.push(Op::Begin { tag });
+                    p.ops.push(Op::new(OpKind::Begin, tag, 0));
                     continue;
                 }
                 KIND_LITERAL | KIND_INHERIT => {}
@@ -1350,38 +1716,21 @@ fn compile_shapes(
             let slot = *slots.entry((column, n)).or_insert(next);
             shape_leaves.push((column, n, kind == KIND_INHERIT));
             let c = &columns[column as usize];
-            let record = false;
-            p.ops.push(match (kind, (tag & 7) as u8) {
-                (KIND_INHERIT, _) => Op::Inherit { tag, slot, record },
-                (_, WIRE_VARINT) if c.time != 0 => Op::Time {
-                    tag,
-                    column,
-                    usec: c.time == 2,
-                    record,
-                },
-                (_, WIRE_VARINT) => Op::Varint {
-                    tag,
-                    column,
-                    record,
-                },
-                (_, WIRE_LEN) => Op::Bytes {
-                    tag,
-                    column,
-                    record,
-                },
-                (_, WIRE_FIXED64) => Op::Fixed {
-                    tag,
-                    column,
-                    len: 8,
-                    record,
-                },
-                _ => Op::Fixed {
-                    tag,
-                    column,
-                    len: 4,
-                    record,
-                },
-            });
+            let op_kind = match (kind, (tag & 7) as u8) {
+                (KIND_INHERIT, _) => OpKind::Inherit,
+                (_, WIRE_VARINT) if c.time == 1 => OpKind::TimeSec,
+                (_, WIRE_VARINT) if c.time == 2 => OpKind::TimeUsec,
+                (_, WIRE_VARINT) => OpKind::Varint,
+                (_, WIRE_LEN) => OpKind::Bytes,
+                (_, WIRE_FIXED64) => OpKind::Fixed64,
+                _ => OpKind::Fixed32,
+            };
+            let arg = if op_kind == OpKind::Inherit {
+                slot
+            } else {
+                column
+            };
+            p.ops.push(Op::new(op_kind, tag, arg));
             op_slots.push(slot);
         }
         if !path.is_empty() {
@@ -1389,40 +1738,53 @@ fn compile_shapes(
         }
         p.leaves.push(shape_leaves);
         p.ranges.push((start, p.ops.len() as u32));
+        p.bounds.push(
+            p.ops[start as usize..]
+                .iter()
+                .map(|op| {
+                    usize::from(op.tag_len)
+                        + match op.kind {
+                            // The length, and the bytes it may take more once known.
+                            OpKind::Begin => 5,
+                            OpKind::Varint | OpKind::TimeSec | OpKind::TimeUsec => 10,
+                            OpKind::Fixed64 => 8,
+                            OpKind::Fixed32 => 4,
+                            OpKind::Bytes => 5,
+                            OpKind::End | OpKind::Inherit | OpKind::Copy => 0,
+                        }
+                })
+                .sum(),
+        );
     }
     // Only the values that some event inherits are remembered while rebuilding.
     p.n_slots = slots.len();
     let mut inherited = vec![false; p.n_slots];
-    for op in &p.ops {
-        if let Op::Inherit { slot, .. } = op {
-            inherited[*slot as usize] = true;
-        }
+    for op in p.ops.iter().filter(|op| op.kind == OpKind::Inherit) {
+        inherited[op.arg as usize] = true;
     }
     p.slot_pos = vec![u16::MAX; p.ranges.len() * p.n_slots];
     let mut slots_iter = op_slots.iter();
     for (shape, &(start, end)) in p.ranges.iter().enumerate() {
         let mut recorded = 0u16;
-        for op in &mut p.ops[start as usize..end as usize] {
-            let (Op::Varint { record, .. }
-            | Op::Time { record, .. }
-            | Op::Bytes { record, .. }
-            | Op::Fixed { record, .. }
-            | Op::Inherit { record, .. }) = op
-            else {
+        let mut recorded_ops = Vec::new();
+        for (i, op) in p.ops[start as usize..end as usize].iter_mut().enumerate() {
+            if matches!(op.kind, OpKind::Begin | OpKind::End) {
                 continue;
-            };
+            }
             let slot = *slots_iter
                 .next()
                 .ok_or_else(|| CodecError("shape bookkeeping".into()))?
                 as usize;
             if inherited[slot] {
-                *record = true;
+                op.record = true;
+                recorded_ops.push(i as u32);
                 p.slot_pos[shape * p.n_slots + slot] = recorded;
                 recorded = recorded
                     .checked_add(1)
                     .ok_or_else(|| CodecError("shape with too many fields".into()))?;
             }
         }
+        p.recorded_ops.push(recorded_ops);
     }
     Ok(p)
 }
@@ -1577,15 +1939,52 @@ mod tests {
     fn decoding_garbage_is_an_error_not_a_panic() {
         let frames = sample("recursor-live-small.pb");
         let (payload, _) = round_trip(&events(&frames));
-        let mut decoded = Decoded::default();
-        for i in 0..payload.len() {
-            for flip in [0x01, 0x80, 0xff] {
-                let mut bad = payload.clone();
-                bad[i] ^= flip;
-                let _ = decode(&bad, frames.len(), &mut decoded);
+        for prefix in [0, 2] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            for i in 0..payload.len() {
+                for flip in [0x01, 0x80, 0xff] {
+                    let mut bad = payload.clone();
+                    bad[i] ^= flip;
+                    let _ = decode(&bad, frames.len(), &mut decoded);
+                }
+                let _ = decode(&payload[..i], frames.len(), &mut decoded);
             }
-            let _ = decode(&payload[..i], frames.len(), &mut decoded);
+            assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
         }
-        assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
+    }
+
+    #[test]
+    fn frames_rebuild_after_their_length_prefix_in_the_framed_layout() {
+        let mut frames = sample("recursor-live-with-outgoing.pb");
+        frames.push(vec![0x12, 0x01, 0x61]);
+        let evs = events(&frames);
+        let mut payload = Vec::new();
+        Encoder::new().encode(&evs, &[], &mut payload);
+        for width in [2usize, 4] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(width);
+            decode(&payload, evs.len(), &mut decoded).unwrap();
+            let mut want = Vec::new();
+            for (i, f) in frames.iter().enumerate() {
+                assert_eq!(decoded.frame(i), f.as_slice());
+                want.extend_from_slice(&(f.len() as u32).to_be_bytes()[4 - width..]);
+                want.extend_from_slice(f);
+            }
+            assert_eq!(decoded.framed(0, frames.len()), Some(want.as_slice()));
+            let one = &want[..width + frames[0].len()];
+            assert_eq!(decoded.framed(0, 1), Some(one));
+        }
+        // A frame longer than a 2-byte prefix can say is not handed over framed.
+        let long = [vec![0x12, 0x82, 0x80, 0x04], vec![0x61; 0x10002]];
+        let long = [long.concat()];
+        let evs = events(&long);
+        let mut payload = Vec::new();
+        Encoder::new().encode(&evs, &[], &mut payload);
+        let mut decoded = Decoded::default();
+        decoded.set_length_prefix(2);
+        decode(&payload, 1, &mut decoded).unwrap();
+        assert_eq!(decoded.frame(0), long[0].as_slice());
+        assert_eq!(decoded.framed(0, 1), None);
     }
 }

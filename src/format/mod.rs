@@ -15,8 +15,8 @@ pub mod wire;
 pub use codec::Decoded;
 pub use segment::{Damage, Recovery, Segment};
 pub use store::{
-    scan_segment, segment_paths, Scanner, StoreWriter, StoredEvent, TimeRange, WriterOptions,
-    WriterStats,
+    scan_segment, segment_paths, Framed, Scanner, StoreWriter, StoredEvent, TimeRange,
+    WriterOptions, WriterStats,
 };
 
 use std::fmt;

@@ -600,6 +600,16 @@ pub struct Scanner {
     work: Vec<(Decoded, Vec<u8>)>,
 }
 
+/// What `Scanner::scan_framed` hands over.
+#[derive(Clone, Copy, Debug)]
+pub enum Framed<'a> {
+    /// Consecutive events, each frame after its length prefix, back to back.
+    Run { bytes: &'a [u8], events: usize },
+    /// One event whose block holds a frame too long for the prefix: the caller frames it itself
+    /// (and says which one does not fit).
+    Event(StoredEvent<'a>),
+}
+
 impl Scanner {
     pub fn new(threads: usize) -> Scanner {
         Scanner {
@@ -613,6 +623,42 @@ impl Scanner {
         range: TimeRange,
         on_damage: &mut dyn FnMut(Error),
         on_event: &mut dyn FnMut(StoredEvent) -> std::io::Result<bool>,
+    ) -> std::io::Result<bool> {
+        self.set_length_prefix(0);
+        self.scan_blocks(segment, range, on_damage, &mut |decoded| {
+            emit(decoded, range, on_event)
+        })
+    }
+
+    /// Like `scan`, for output in the framed layout (each frame after a big-endian length of
+    /// `prefix` bytes, 2 or 4): the frames are rebuilt in place after their prefixes, and handed
+    /// over a run of events at a time, so that printing them is one write per block.
+    pub fn scan_framed(
+        &mut self,
+        segment: &Segment,
+        range: TimeRange,
+        prefix: usize,
+        on_damage: &mut dyn FnMut(Error),
+        on_frames: &mut dyn FnMut(Framed) -> std::io::Result<bool>,
+    ) -> std::io::Result<bool> {
+        self.set_length_prefix(prefix);
+        self.scan_blocks(segment, range, on_damage, &mut |decoded| {
+            emit_framed(decoded, range, on_frames)
+        })
+    }
+
+    fn set_length_prefix(&mut self, prefix: usize) {
+        for (decoded, _) in &mut self.work {
+            decoded.set_length_prefix(prefix);
+        }
+    }
+
+    fn scan_blocks(
+        &mut self,
+        segment: &Segment,
+        range: TimeRange,
+        on_damage: &mut dyn FnMut(Error),
+        on_block: &mut dyn FnMut(&Decoded) -> std::io::Result<bool>,
     ) -> std::io::Result<bool> {
         let blocks: Vec<&BlockRef> = blocks_in(segment, range).collect();
         for chunk in blocks.chunks(self.work.len()) {
@@ -643,7 +689,7 @@ impl Scanner {
             for (result, (decoded, _)) in results.into_iter().zip(work.iter()) {
                 match result {
                     Ok(()) => {
-                        if !emit(decoded, range, on_event)? {
+                        if !on_block(decoded)? {
                             return Ok(false);
                         }
                     }
@@ -689,6 +735,36 @@ fn emit(
             })?
         {
             return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The events of `decoded` in `range` as runs of framed bytes (one run for a block wholly in the
+/// range), or one by one when some frame is too long for its prefix.
+fn emit_framed(
+    decoded: &Decoded,
+    range: TimeRange,
+    on_frames: &mut dyn FnMut(Framed) -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
+    let n = decoded.len();
+    if n > 0 && decoded.framed(0, n).is_none() {
+        return emit(decoded, range, &mut |ev| on_frames(Framed::Event(ev)));
+    }
+    let mut run_start = None;
+    for i in 0..=n {
+        if i < n && range.contains(decoded.times[i]) {
+            run_start.get_or_insert(i);
+            continue;
+        }
+        if let Some(first) = run_start.take() {
+            let bytes = decoded.framed(first, i).unwrap_or_default();
+            if !on_frames(Framed::Run {
+                bytes,
+                events: i - first,
+            })? {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
