@@ -66,7 +66,7 @@ struct Args {
     /// Most bytes received and waiting for the disk; beyond it events are dropped and counted
     #[arg(long, value_name = "MB", default_value_t = 32)]
     queue_mb: usize,
-    /// Threads that encode and compress blocks [default: one more than the cores, up to 5]
+    /// Threads that encode and compress blocks [default: the cores, up to 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     encoders: Option<u16>,
     /// Log to this file instead of stderr (SIGHUP reopens it)
@@ -216,17 +216,12 @@ fn config(args: &Args, conf: &BTreeMap<String, String>) -> Result<IngestConfig> 
         queue_bytes: args.queue_mb.max(1) << 20,
         log_file: args.log_file.clone(),
         writer: WriterOptions {
-            encoders: args.encoders.map_or_else(default_encoders, usize::from),
+            encoders: args
+                .encoders
+                .map_or(WriterOptions::default().encoders, usize::from),
             ..WriterOptions::default()
         },
     })
-}
-
-/// One more encoder than there are cores: under overload the event loop (and producers on the
-/// same machine) are always runnable, and an extra encoder thread gives storing, rather than
-/// reading what will be dropped, the larger share of the CPU. Idle encoders cost nothing.
-fn default_encoders() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(4)) + 1
 }
 
 pub fn run(m: &ArgMatches) -> Result<ExitCode> {
