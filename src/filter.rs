@@ -4,7 +4,7 @@
 //! rules a search out is never opened.
 
 use crate::dns::{qtype_from_name, rcode_from_name};
-use crate::format::codec::Columns;
+use crate::format::codec::{Columns, FLAG_UNDECODABLE};
 use crate::format::summary::{name_key, Summary};
 use crate::format::wire::{read_field, read_varint, WIRE_LEN, WIRE_VARINT};
 use crate::format::{StoredEvent, TimeRange};
@@ -263,10 +263,10 @@ impl Filter {
         if !self.has_field_conditions() {
             return true;
         }
-        if event.undecodable() {
-            return false;
-        }
-        self.matches_view(&View::parse(event.frame))
+        // An unchecked frame (of a degraded block) is checked only when it would match.
+        event.flags & FLAG_UNDECODABLE == 0
+            && self.matches_view(&View::parse(event.frame))
+            && !event.undecodable()
     }
 
     pub fn matches_view(&self, v: &View) -> bool {
@@ -347,11 +347,12 @@ impl Filter {
 
     /// Whether event `i` of a block read by columns (the `fields` of `columns()`) matches.
     pub fn matches_columns(&self, cols: &Columns, fields: &[Field], i: usize) -> bool {
-        if !self.range().contains(cols.times[i]) || cols.undecodable(i) {
+        if !self.range().contains(cols.times[i]) || cols.flags[i] & FLAG_UNDECODABLE != 0 {
             return false;
         }
         if let Some(frame) = cols.opaque_frame(i) {
-            return self.matches_view(&View::parse(frame));
+            // An unchecked frame (of a degraded block) is checked only when it would match.
+            return self.matches_view(&View::parse(frame)) && !cols.undecodable(i);
         }
         let mut v = View::default();
         for (w, f) in fields.iter().enumerate() {

@@ -440,7 +440,6 @@ fn aggregate_from_columns(
         .map(|t| fields.iter().position(|x| x == t).unwrap_or(0))
         .collect();
     for i in 0..c.len() {
-        let undecodable = c.undecodable(i);
         let matched = if f.has_field_conditions() {
             f.matches_columns(c, &fields, i)
         } else {
@@ -451,7 +450,7 @@ fn aggregate_from_columns(
         }
         number += 1;
         agg.add_time(q, c.times[i]);
-        if undecodable {
+        if c.undecodable(i) {
             continue;
         }
         if let Some(frame) = c.opaque_frame(i) {
