@@ -720,13 +720,13 @@ impl Decoded {
     }
 
     /// Makes room for a block of `frame_bytes` bytes of frames in `events` events (the figures of
-    /// its header), so that the frames are not moved as they grow. A hint only: the decoder checks
-    /// room itself.
+    /// its header), so that the frames are not moved as they grow. A hint only, and bounded (the
+    /// header is not covered by the payload's checksum): the decoder checks room itself.
     pub fn reserve_frames(&mut self, frame_bytes: usize, events: usize) {
         let want = frame_bytes
             .saturating_add(events.saturating_mul(usize::from(self.prefix)))
             .saturating_add(ROOM)
-            .min(MAX_SECTION_LEN * 4);
+            .min(MAX_RESERVE);
         if self.frames.len() < want {
             self.frames.resize(want, 0);
         }
@@ -956,6 +956,10 @@ fn column_error<T>() -> Result<T, CodecError> {
 /// bytes and a varint of up to 10), and the room kept after every frame being rebuilt, so that
 /// such steps and the short copies below write whole words and need no room check of their own.
 const ROOM: usize = 64;
+/// The most `reserve_frames` sets aside: blocks hold a megabyte or two of frames; a larger one grows.
+const MAX_RESERVE: usize = 16 << 20;
+/// Past this, a decode that needed less than half of `frames` gives the rest back.
+const KEEP_FRAMES: usize = 32 << 20;
 
 /// Makes `frames[pos..pos + n]` exist. `pos` never passes `frames.len()`.
 #[inline(always)]
@@ -1070,6 +1074,13 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         &mut opaque,
     )
     .and_then(|layout| rebuild(&layout, count, &mut columns, &opaque, &mut frames, out));
+    // A block (a hostile one, say) that grew the buffer far past what the next needs does not
+    // keep the memory.
+    let used = out.ends.last().map_or(0, |&e| e as usize) + ROOM;
+    if frames.len() > KEEP_FRAMES && frames.len() > 2 * used {
+        frames.truncate(used);
+        frames.shrink_to_fit();
+    }
     out.buf = buf;
     out.columns = columns;
     out.opaque = opaque;
@@ -1933,6 +1944,14 @@ mod tests {
         ];
         let (_, fell_back) = round_trip(&events(&frames));
         assert!(!fell_back);
+    }
+
+    #[test]
+    fn a_header_claiming_huge_frames_sets_aside_a_bounded_buffer() {
+        let mut decoded = Decoded::default();
+        decoded.set_length_prefix(2);
+        decoded.reserve_frames(1 << 40, 1 << 20);
+        assert!(decoded.frames.len() <= MAX_RESERVE);
     }
 
     #[test]

@@ -135,7 +135,16 @@ impl Sink {
             }
         }
         match writer {
-            Some(w) => {
+            Some(mut w) => {
+                // The last blocks are written (and counted) before the segment is sealed.
+                if let Err(e) = self.flush(&mut w) {
+                    let lost = handed.saturating_sub(w.stats().events);
+                    self.stats.dropped.fetch_add(lost, Relaxed);
+                    self.log.info(&format!(
+                        "CANNOT WRITE THE STORE while stopping: {e}. The {lost} events not yet written are lost (counted as dropped)"
+                    ));
+                    return Err(e);
+                }
                 let stats = w.close()?;
                 self.log.info(&format!(
                     "store closed: {} events in {} blocks this run",
