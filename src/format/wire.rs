@@ -144,39 +144,16 @@ pub fn field_varint(buf: &[u8], field: &Field) -> Option<u64> {
 /// timeSec (field 9) and timeUsec (field 10) of a PBDNSMessage as microseconds, if timeSec is there.
 /// The last occurrence of a field wins, as protobuf requires; a malformed tail ends the search.
 pub fn message_time_us(frame: &[u8]) -> Option<u64> {
-    // The fields `read_field` reads, walked without building them: this runs for every frame
-    // of a degraded block.
     let (mut sec, mut usec) = (None, None);
     let mut pos = 0;
     while pos < frame.len() {
-        let Some(tag) = read_varint(frame, &mut pos) else {
+        let Some(field) = read_field(frame, &mut pos, false) else {
             break;
         };
-        if tag >> 3 == 0 || tag > u64::from(u32::MAX) {
-            break;
-        }
-        let end = match (tag & 7) as u8 {
-            WIRE_VARINT => {
-                let Some(v) = read_varint(frame, &mut pos) else {
-                    break;
-                };
-                match tag {
-                    0x48 => sec = Some(v),
-                    0x50 => usec = Some(v),
-                    _ => {}
-                }
-                continue;
-            }
-            WIRE_FIXED64 => pos.checked_add(8),
-            WIRE_FIXED32 => pos.checked_add(4),
-            WIRE_LEN => read_varint(frame, &mut pos)
-                .and_then(|len| usize::try_from(len).ok())
-                .and_then(|len| pos.checked_add(len)),
-            _ => None,
-        };
-        match end {
-            Some(end) if end <= frame.len() => pos = end,
-            _ => break,
+        match field.tag {
+            0x48 => sec = field_varint(frame, &field),
+            0x50 => usec = field_varint(frame, &field),
+            _ => {}
         }
     }
     // The wire type is uint32: take the low 32 bits of a wider varint, as protobuf decoders do.
