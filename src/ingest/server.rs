@@ -307,23 +307,19 @@ impl Server {
                     }
                     // While the queue is at its bound, what arrives is dropped as it is split,
                     // without copying it to a batch that would be dropped whole.
-                    let queued = self.stats.queued_bytes.load(Relaxed);
-                    let pending = (self.batch.frames.len() + n) as u64;
-                    let full = queued > 0 && queued + pending > self.config.queue_bytes as u64;
+                    let pending = self.batch.frames.len() + n;
+                    let full = queue_full(&self.stats, pending, self.config.queue_bytes);
                     let (e, b, bad) = split_frames(
                         conn,
                         max_frame,
-                        (!full).then_some(&mut self.batch),
+                        full.is_none().then_some(&mut self.batch),
                         now,
                         self.config.answer_limit,
                     );
                     events += e;
                     bytes += b;
-                    if full && e > 0 {
-                        self.stats.dropped.fetch_add(e, Relaxed);
-                        self.log.limited("dropped", || {
-                            format!("the store writer is behind ({queued} bytes queued): dropping events")
-                        });
+                    if let Some(queued) = full.filter(|_| e > 0) {
+                        count_dropped(&self.stats, &self.log, e, queued);
                     }
                     if let Some(len) = bad {
                         end = End::BadLength(len);
@@ -481,18 +477,26 @@ fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// The bytes queued, when `bytes` more would pass the queue's bound. An empty queue takes any
+/// batch, however large: only a writer that is behind drops.
+fn queue_full(stats: &Stats, bytes: usize, limit: usize) -> Option<u64> {
+    let queued = stats.queued_bytes.load(Relaxed);
+    (queued > 0 && queued + bytes as u64 > limit as u64).then_some(queued)
+}
+
+fn count_dropped(stats: &Stats, log: &Log, n: u64, queued: u64) {
+    stats.dropped.fetch_add(n, Relaxed);
+    log.limited("dropped", || {
+        format!("the store writer is behind ({queued} bytes queued): dropped {n} events")
+    });
+}
+
 /// Hands a batch to the writer, unless the queue is at its bound: then the batch is dropped, and
 /// counted.
 fn send(batch: Batch, stats: &Stats, queue: &Sender<Batch>, limit: usize, log: &Log) {
     let bytes = batch.frames.len() as u64;
-    let queued = stats.queued_bytes.load(Relaxed);
-    // An empty queue takes any batch, however large: only a writer that is behind drops.
-    if queued > 0 && queued + bytes > limit as u64 {
-        let n = batch.len() as u64;
-        stats.dropped.fetch_add(n, Relaxed);
-        log.limited("dropped", || {
-            format!("the store writer is behind ({queued} bytes queued): dropped {n} events")
-        });
+    if let Some(queued) = queue_full(stats, batch.frames.len(), limit) {
+        count_dropped(stats, log, batch.len() as u64, queued);
         return;
     }
     stats.queued_bytes.fetch_add(bytes, Relaxed);

@@ -124,10 +124,7 @@ impl Sink {
             });
             if let Err(e) = result {
                 self.stats.write_errors.fetch_add(1, Relaxed);
-                // What the writer held in memory (its block being filled, blocks being encoded,
-                // the batch it failed on) is gone with it: counted as dropped.
-                let lost = handed.saturating_sub(w.stats().events);
-                self.stats.dropped.fetch_add(lost, Relaxed);
+                let lost = self.count_lost(w, handed);
                 self.log.info(&format!(
                     "CANNOT WRITE THE STORE: {e}. Events already flushed are safe; the {lost} not yet written are lost (counted as dropped); new events wait in the queue (then are dropped and counted) while the store is reopened every second"
                 ));
@@ -138,8 +135,7 @@ impl Sink {
             Some(mut w) => {
                 // The last blocks are written (and counted) before the segment is sealed.
                 if let Err(e) = self.flush(&mut w) {
-                    let lost = handed.saturating_sub(w.stats().events);
-                    self.stats.dropped.fetch_add(lost, Relaxed);
+                    let lost = self.count_lost(&w, handed);
                     self.log.info(&format!(
                         "CANNOT WRITE THE STORE while stopping: {e}. The {lost} events not yet written are lost (counted as dropped)"
                     ));
@@ -154,6 +150,15 @@ impl Sink {
             }
             None => Ok(()),
         }
+    }
+
+    /// What a failed writer held in memory (its block being filled, blocks being encoded, the
+    /// batch it failed on) is gone with it: of the `handed` events, those it did not write are
+    /// counted as dropped. Returns how many.
+    fn count_lost(&self, w: &StoreWriter, handed: u64) -> u64 {
+        let lost = handed.saturating_sub(w.stats().events);
+        self.stats.dropped.fetch_add(lost, Relaxed);
+        lost
     }
 
     /// Whether the encoders are behind, so that blocks should be written in the degraded form
