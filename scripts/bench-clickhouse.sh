@@ -34,11 +34,7 @@ command -v curl >/dev/null || die "curl is needed"
 WORK=
 CH_PID=
 cleanup() {
-	if alive "$CH_PID"; then
-		kill "$CH_PID" 2>/dev/null || true
-		for _ in $(seq 1 100); do alive "$CH_PID" || break; sleep 0.1; done
-		kill -9 "$CH_PID" 2>/dev/null || true
-	fi
+	stop_pid "$CH_PID" 10
 	[[ -z $WORK ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -49,13 +49,7 @@ command -v python3 >/dev/null || die "python3 is needed (scripts/bench_grep.py)"
 WORK=
 CH_PID=
 cleanup() {
-	local i
-	if [[ -n $CH_PID ]]; then
-		kill -TERM "$CH_PID" 2>/dev/null || true
-		for ((i = 0; i < CH_STOP_TIMEOUT * 10; i++)); do alive "$CH_PID" || break; sleep 0.1; done
-		if alive "$CH_PID"; then kill -KILL "$CH_PID" 2>/dev/null || true; fi
-		wait "$CH_PID" 2>/dev/null || true
-	fi
+	stop_pid "$CH_PID" "$CH_STOP_TIMEOUT"
 	[[ -z $WORK ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shell helpers the benchmark scripts share; sourced, not run. The caller sets `set -euo pipefail`
 # and runs from the repository root.
 
@@ -29,6 +30,17 @@ alive() {
 	[[ -n ${1:-} ]] || return 1
 	state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
 	[[ -n $state && $state != Z ]]
+}
+
+# Stops process $1 (one this script started): SIGTERM, up to $2 seconds (default 10) for it to
+# exit, then SIGKILL; reaps it.
+stop_pid() {
+	local i
+	[[ -n ${1:-} ]] || return 0
+	kill -TERM "$1" 2>/dev/null || true
+	for ((i = 0; i < ${2:-10} * 10; i++)); do alive "$1" || break; sleep 0.1; done
+	if alive "$1"; then kill -KILL "$1" 2>/dev/null || true; fi
+	wait "$1" 2>/dev/null || true
 }
 
 # Prints the "== machine" lines every benchmark starts with: cores, CPU, memory, kernel, compiler,
