@@ -8,6 +8,7 @@
 mod common;
 
 use common::*;
+use dstore::clickhouse::ship::{Position, PositionFile};
 use dstore::format::{Segment, StoreWriter, WriterOptions};
 use dstore::frame::{FrameReader, FrameWidth};
 use prost::Message as _;
@@ -688,6 +689,119 @@ fn rotate_by_max_size() {
         assert_holds(&dir, &present, &format!("after {args:?}"));
     }
     assert!(!present[0].sealed, "only the unsealed segment is left");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beside dstore ship
+
+/// `dstore rotate ARGS --storage-dir DIR`, which must succeed: (stdout, stderr).
+fn rotate_with_notes(dir: &Path, args: &[&str]) -> (String, String) {
+    let mut all = vec!["rotate"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--storage-dir", dir_arg(dir)]);
+    let o = run(&all);
+    assert!(
+        o.status.success(),
+        "dstore {}: {}",
+        all.join(" "),
+        stderr(&o)
+    );
+    (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o))
+}
+
+/// Segment `w`'s sequence number: the digits its file name starts with.
+fn sequence(w: &Written) -> u64 {
+    w.name[..10]
+        .parse()
+        .expect("a segment name starts with its number")
+}
+
+/// Age never removes what a shipper has not read to the end: its position file in the store (found
+/// by itself) or one given with --ship-position holds back its segment and every later one, and
+/// rotate says so; a damaged position file holds back everything by age; --max-size still removes
+/// (the disk comes first) and warns that those events will not reach ClickHouse.
+#[test]
+fn rotate_keeps_what_ship_has_not_sent() {
+    let scratch = Scratch::new("rotate-ship");
+    let dir = scratch.path("store");
+    let base = now_us();
+    let segments: Vec<Written> = (0..5u64)
+        .map(|k| {
+            let end = (20 - 2 * k) * HOUR;
+            write_segment(&dir, &spread(base - end - HOUR, base - end, 20), true)
+        })
+        .collect();
+    let all: Vec<&Written> = segments.iter().collect();
+    // The shipper in the store has read segments 0 and 1 and is inside segment 2.
+    let inside = PositionFile {
+        path: dir.join("ship-ch1-8123-dns_events.position"),
+    };
+    inside
+        .save(Position {
+            segment: sequence(&segments[2]),
+            offset: 64,
+        })
+        .expect("save a position");
+
+    let before = snapshot(&dir);
+    let (out, notes) = rotate_with_notes(&dir, &["--older-than", "1h", "--dry-run"]);
+    assert_eq!(out, report(&dir, false, &all[..2]), "dry run, one shipper");
+    assert!(
+        notes.contains("kept 3 old files not yet shipped (60 events")
+            && notes.contains("ship-ch1-8123-dns_events.position is at segment"),
+        "rotate says what it keeps and why: {notes}"
+    );
+    assert!(snapshot(&dir) == before, "a dry run changed the store");
+
+    // A second shipper, its position file elsewhere, further behind: inside segment 1.
+    let outside = PositionFile {
+        path: scratch.path("other.position"),
+    };
+    outside
+        .save(Position {
+            segment: sequence(&segments[1]),
+            offset: 0,
+        })
+        .expect("save a position");
+    let other = outside.path.to_str().expect("utf-8 path");
+    let want = report(&dir, true, &all[..1]);
+    let (out, notes) = rotate_with_notes(&dir, &["--older-than", "1h", "--ship-position", other]);
+    assert_eq!(out, want, "for real, two shippers");
+    assert!(notes.contains("kept 4 old files"), "{notes}");
+    assert_holds(&dir, &all[1..], "after rotate beside two shippers");
+
+    // The far one catches up to the near one: segment 1 may go now.
+    outside
+        .save(Position {
+            segment: sequence(&segments[2]),
+            offset: 0,
+        })
+        .expect("save a position");
+    let want = report(&dir, true, &all[1..2]);
+    let (out, _) = rotate_with_notes(&dir, &["--older-than", "1h", "--ship-position", other]);
+    assert_eq!(out, want, "after the far shipper caught up");
+    assert_holds(&dir, &all[2..], "after the far shipper caught up");
+
+    // A damaged position file: nothing goes by age, with a warning.
+    std::fs::write(&inside.path, "dstore-ship-position 1 banana\n").expect("damage the file");
+    let (out, notes) = rotate_with_notes(&dir, &["--older-than", "1h"]);
+    assert_eq!(out, report(&dir, true, &[]), "damaged position file");
+    assert!(
+        notes.contains("WARNING") && notes.contains("is not a position file"),
+        "{notes}"
+    );
+    assert_holds(&dir, &all[2..], "beside a damaged position file");
+
+    // A size limit still removes, and warns what ClickHouse will never get.
+    let want = report(&dir, true, &all[2..]);
+    let (out, notes) = rotate_with_notes(&dir, &["--max-size", "0"]);
+    assert_eq!(out, want, "--max-size 0 beside a shipper");
+    assert!(
+        notes.contains("WARNING: 3 files not yet shipped removed to fit --max-size (60 events")
+            && notes.contains("will never reach ClickHouse"),
+        "{notes}"
+    );
+    assert!(segment_names(&dir).is_empty(), "every sealed segment went");
 }
 
 // ---------------------------------------------------------------------------------------------

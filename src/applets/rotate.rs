@@ -1,12 +1,14 @@
 //! `dstore rotate`: removes old data, whole segment files at a time, by age or to fit a size; safe
 //! beside a running ingest (it never removes a segment still being written, which is unsealed) and
-//! running searches (an open file stays readable until closed). `dstore stats`: what the store holds.
+//! running searches (an open file stays readable until closed). Age alone never removes what a
+//! `dstore ship` has not sent yet. `dstore stats`: what the store holds.
 
+use crate::clickhouse::ship::PositionFile;
 use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
 use crate::format::block::decode_payload_columns;
 use crate::format::codec::Columns;
 use crate::format::segment::sync_dir;
-use crate::format::store::{now_us, utc_text};
+use crate::format::store::{now_us, sequence_of, utc_text};
 use crate::format::{segment_paths, Segment};
 use crate::timespec::parse_duration;
 use anyhow::{bail, Context, Result};
@@ -39,6 +41,10 @@ struct RotateArgs {
     /// Take retention and max-size from dstore.conf
     #[arg(long, conflicts_with_all = ["older_than", "max_size", "words"])]
     configured: bool,
+    /// A `dstore ship` position file kept outside the store (those named ship-*.position in the
+    /// store are found by themselves): what it has not shipped is not removed by age
+    #[arg(long, value_name = "FILE")]
+    ship_position: Vec<PathBuf>,
     /// Only say what would be removed
     #[arg(long)]
     dry_run: bool,
@@ -110,6 +116,7 @@ fn parse_words(words: &[String]) -> Result<Option<(u64, bool)>> {
 /// A segment as rotate and stats see it.
 struct Info {
     path: PathBuf,
+    sequence: Option<u64>,
     bytes: u64,
     events: u64,
     frame_bytes: u64,
@@ -126,6 +133,9 @@ fn inventory(dir: &Path) -> Result<Vec<Info>> {
     {
         match Segment::open(&path) {
             Ok(s) => out.push(Info {
+                sequence: path
+                    .file_name()
+                    .and_then(|n| sequence_of(&n.to_string_lossy())),
                 bytes: s.len,
                 events: s.events(),
                 frame_bytes: s.blocks.iter().map(|b| b.header.frame_bytes).sum(),
@@ -185,16 +195,43 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
     let dir = args.store.resolve()?;
     println!("dstore: storage in '{}'", dir.display());
     let segments = inventory(&dir)?;
-    // Oldest first; a segment still being written (unsealed) is never removed.
+    let shippers = ship_positions(&dir, &args.ship_position)?;
+    // The shipper furthest behind, if any: segments from its position on are not yet shipped.
+    let behind = shippers.iter().min_by_key(|(_, segment)| *segment);
+    let unshipped = |s: &Info| behind.is_some_and(|(_, first)| s.sequence >= Some(*first));
+    // Oldest first; a segment still being written (unsealed) is never removed. Age alone never
+    // removes what a shipper has not sent yet; a size limit does (the disk comes first), loudly.
     let cutoff = age.map(|a| now_us().saturating_sub(a));
     let mut total: u64 = segments.iter().map(|s| s.bytes).sum();
-    let mut chosen = Vec::new();
+    let (mut chosen, mut held) = (Vec::new(), Vec::new());
     for s in segments.iter().filter(|s| s.sealed) {
         let old = cutoff.is_some_and(|c| s.range.is_none_or(|(_, max)| max < c));
         let too_big = max_size.is_some_and(|m| total > m);
-        if old || too_big {
+        if too_big || (old && !unshipped(s)) {
             total -= s.bytes;
             chosen.push(s);
+        } else if old {
+            held.push(s);
+        }
+    }
+    let would = if really { "" } else { "would be " };
+    if let Some((file, first)) = behind {
+        if !held.is_empty() {
+            eprintln!(
+                "dstore: kept {} old files not yet shipped ({}): {} is at segment {first}; remove that file if its shipper is gone for good",
+                held.len(),
+                describe(&held),
+                file.display()
+            );
+        }
+        let lost: Vec<&Info> = chosen.iter().copied().filter(|s| unshipped(s)).collect();
+        if !lost.is_empty() {
+            eprintln!(
+                "dstore: WARNING: {} files not yet shipped {would}removed to fit --max-size ({}): {} is at segment {first}; their events will never reach ClickHouse",
+                lost.len(),
+                describe(&lost),
+                file.display()
+            );
         }
     }
     if !really {
@@ -233,6 +270,34 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         describe(&removed)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every `dstore ship` position of this store: the files named ship-*.position in it and those
+/// given, each with the first segment its shipper has not read to the end. A file that is not
+/// there yet protects nothing; one that cannot be read (which its shipper refuses too) protects
+/// everything, with a warning: what it protected is unknown.
+fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
+    let mut files = extra.to_vec();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("ship-") && name.ends_with(".position") {
+            files.push(dir.join(&*name));
+        }
+    }
+    let mut out = Vec::new();
+    for path in files {
+        let file = PositionFile { path };
+        match file.load() {
+            Ok(Some(pos)) => out.push((file.path, pos.segment)),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("dstore: WARNING: {e}; until it is mended or removed, nothing is removed by age");
+                out.push((file.path, 0));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `E events, B bytes, from T1 to T2` of some segments.
