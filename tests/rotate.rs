@@ -198,11 +198,13 @@ fn import_segment(dir: &Path, scratch: &Scratch, times: &[u64]) -> Written {
     }
 }
 
-/// Every file in `dir` with its bytes: what a dry run must leave exactly as it was.
+/// Every file in `dir` with its bytes: what a dry run must leave exactly as it was. The (empty)
+/// file that rotate locks while it removes segments is left out.
 fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .expect("list the store")
         .map(|e| e.expect("read the store directory").path())
+        .filter(|p| !p.ends_with("maintenance.lock"))
         .map(|p| {
             let name = p
                 .file_name()

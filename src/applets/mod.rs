@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 mod cat;
+mod compact;
 mod export;
 mod gateway;
 mod grep;
@@ -63,6 +64,12 @@ pub static APPLETS: &[Applet] = &[
         alias: None,
         command: rotate::rotate_command,
         run: rotate::rotate,
+    },
+    Applet {
+        name: "compact",
+        alias: None,
+        command: compact::command,
+        run: compact::run,
     },
     Applet {
         name: "stats",

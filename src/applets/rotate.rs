@@ -8,14 +8,14 @@ use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
 use crate::format::block::decode_payload_columns;
 use crate::format::codec::Columns;
 use crate::format::segment::sync_dir;
-use crate::format::store::{now_us, sequence_of, utc_text};
+use crate::format::store::{lock_maintenance, now_us, sequence_of, utc_text};
 use crate::format::{segment_paths, Segment};
 use crate::timespec::parse_duration;
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -153,6 +153,7 @@ fn inventory(dir: &Path) -> Result<Vec<Info>> {
 }
 
 pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let args = RotateArgs::from_arg_matches(m)?;
     let (mut age, mut really) = match parse_words(&args.words)? {
         Some((age, really)) => (Some(age), really && !args.dry_run),
@@ -193,7 +194,9 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         bail!("say what to remove: `dstore rotate 1 hour [really]`, --older-than, --max-size or --configured");
     }
     let dir = args.store.resolve()?;
-    println!("dstore: storage in '{}'", dir.display());
+    writeln!(out, "dstore: storage in '{}'", dir.display())?;
+    // Not beside a compaction rewriting a segment this would remove.
+    let _lock = really.then(|| lock_maintenance(&dir)).transpose()?;
     let segments = inventory(&dir)?;
     let shippers = ship_positions(&dir, &args.ship_position)?;
     // The shipper furthest behind, if any: segments from its position on are not yet shipped.
@@ -235,11 +238,12 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         }
     }
     if !really {
-        println!(
+        writeln!(
+            out,
             "Would remove {} files for actual rotate ({})",
             chosen.len(),
             describe(&chosen)
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let progress = !args.quiet && std::io::stderr().is_terminal() && chosen.len() > 1;
@@ -264,11 +268,12 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         eprintln!();
     }
     sync_dir(&dir).context("cannot make the removals durable")?;
-    println!(
+    writeln!(
+        out,
         "Removed {} files for rotate ({})",
         removed.len(),
         describe(&removed)
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -276,7 +281,7 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
 /// given, each with the first segment its shipper has not read to the end. A file that is not
 /// there yet protects nothing; one that cannot be read (which its shipper refuses too) protects
 /// everything, with a warning: what it protected is unknown.
-fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
+pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
     let mut files = extra.to_vec();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let name = entry?.file_name();
@@ -362,6 +367,7 @@ fn events_per_day(segments: &[Info]) -> BTreeMap<String, u64> {
 }
 
 pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
     let args = StatsArgs::from_arg_matches(m)?;
     let dir = args.store.resolve()?;
     let segments = inventory(&dir)?;
@@ -399,27 +405,33 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
             "damagedBlocks": damaged,
             "eventsPerDay": per_day,
         });
-        println!("{doc}");
+        writeln!(out, "{doc}")?;
     } else {
         let show = |t: Option<u64>| t.map_or_else(|| "-".to_string(), |t| utc_text(t, false));
-        println!("storage dir      {}", dir.display());
-        println!("time span        {} to {}", show(first), show(last));
-        println!(
+        writeln!(out, "storage dir      {}", dir.display())?;
+        writeln!(out, "time span        {} to {}", show(first), show(last))?;
+        writeln!(
+            out,
             "segments         {} ({unsealed} being written or not yet recovered)",
             segments.len()
-        );
-        println!("blocks           {blocks}");
-        println!("events           {events}");
-        println!("bytes on disk    {bytes} ({:.1} MB)", bytes as f64 / 1e6);
-        println!("bytes per event  {per_event:.1}");
-        println!(
+        )?;
+        writeln!(out, "blocks           {blocks}")?;
+        writeln!(out, "events           {events}")?;
+        writeln!(
+            out,
+            "bytes on disk    {bytes} ({:.1} MB)",
+            bytes as f64 / 1e6
+        )?;
+        writeln!(out, "bytes per event  {per_event:.1}")?;
+        writeln!(
+            out,
             "compression      {ratio:.2}x (of the frames as received, length prefixes included)"
-        );
-        println!("damaged blocks   {damaged}");
+        )?;
+        writeln!(out, "damaged blocks   {damaged}")?;
         if !per_day.is_empty() {
-            println!("events per day");
+            writeln!(out, "events per day")?;
             for (day, n) in &per_day {
-                println!("  {day}  {n}");
+                writeln!(out, "  {day}  {n}")?;
             }
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod codec;
+pub mod compact;
 pub mod hash;
 pub mod schema;
 pub mod segment;

@@ -19,24 +19,46 @@ pub const LOCK_FILE: &str = "writer.lock";
 /// after every segment was removed (FORMAT.md, "The store").
 pub const NEXT_SEGMENT_FILE: &str = "next-segment";
 
-/// The number in `next-segment`, or 0 when there is none (a store from before it, or a new one).
-fn read_next_segment(dir: &Path) -> u64 {
-    std::fs::read_to_string(dir.join(NEXT_SEGMENT_FILE))
+/// The file that `dstore rotate` and `dstore compact` lock (`flock`) while they change a store, so
+/// that one never removes or rewrites a segment under the other.
+pub const MAINTENANCE_LOCK_FILE: &str = "maintenance.lock";
+
+/// Waits for, and takes, the store's maintenance lock: held until the file returned is closed.
+pub fn lock_maintenance(dir: &Path) -> Result<std::fs::File, Error> {
+    let path = dir.join(MAINTENANCE_LOCK_FILE);
+    let io = |source| Error::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
+}
+
+/// The number in the store's file `name` (`next-segment`, say), or 0 when there is none.
+pub fn read_number_file(dir: &Path, name: &str) -> u64 {
+    std::fs::read_to_string(dir.join(name))
         .ok()
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0)
 }
 
-/// Replaces `next-segment`: a temporary file, fsynced, renamed over it, the directory fsynced.
-fn write_next_segment(dir: &Path, next: u64) -> Result<(), Error> {
-    let path = dir.join(NEXT_SEGMENT_FILE);
-    let tmp = dir.join(format!("{NEXT_SEGMENT_FILE}.tmp"));
+/// Replaces the store's file `name` with `number` as decimal text: a temporary file, fsynced,
+/// renamed over it, the directory fsynced.
+pub fn write_number_file(dir: &Path, name: &str, number: u64) -> Result<(), Error> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
     let io = |source| Error::Io {
         path: path.clone(),
         source,
     };
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    std::io::Write::write_all(&mut f, format!("{next}\n").as_bytes()).map_err(io)?;
+    std::io::Write::write_all(&mut f, format!("{number}\n").as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;
     super::segment::sync_dir(dir)
@@ -186,7 +208,7 @@ impl StoreWriter {
             }
         }
         let mut recoveries = Vec::new();
-        let mut next_sequence = read_next_segment(dir).max(1);
+        let mut next_sequence = read_number_file(dir, NEXT_SEGMENT_FILE).max(1);
         for path in segment_paths(dir)? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             next_sequence = next_sequence.max(sequence_of(name).unwrap_or(0) + 1);
@@ -363,7 +385,7 @@ impl StoreWriter {
         if self.segment.is_none() {
             // The number is taken for good before the file exists: a crash in between leaves a
             // gap, never a number used twice.
-            let taken = write_next_segment(&self.dir, self.next_sequence + 1);
+            let taken = write_number_file(&self.dir, NEXT_SEGMENT_FILE, self.next_sequence + 1);
             self.poison_on_error(taken)?;
             let name = format!(
                 "{:010}-{}{SEGMENT_SUFFIX}",

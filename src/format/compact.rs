@@ -1,0 +1,188 @@
+//! Rewriting a sealed segment's degraded blocks (written while ingest was behind: every frame
+//! opaque, no summary) in the full encoding, once there is time for it: the same events in the same
+//! order, so the same identities, in fewer bytes and with the summaries searches skip blocks by.
+//!
+//! The new segment is written beside the old one under a name no reader lists, sealed, read back
+//! and compared event by event with the old (frame, time, receive-time flag, whether it decodes),
+//! and only then renamed over it. A crash at any point leaves the old segment, or the new one
+//! whole; a leftover temporary file is removed by the next run.
+
+use super::block::encode_block;
+use super::codec::{is_undecodable, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNDECODABLE};
+use super::schema;
+use super::segment::{sync_dir, Segment, SegmentWriter};
+use super::store::decode_block;
+use super::{Decoded, Error};
+use std::path::{Path, PathBuf};
+
+/// What compacting one segment did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Blocks rewritten.
+    pub blocks: usize,
+    pub events: u64,
+    /// The segment's size before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// The suffix of the temporary file a compaction writes; readers list only segment names.
+pub const TEMP_SUFFIX: &str = ".compacting";
+
+/// Where the new version of `segment` is written before it replaces the old.
+pub fn temp_path(segment: &Path) -> PathBuf {
+    let name = segment
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    segment.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
+}
+
+/// Whether a sealed, undamaged segment has blocks without a summary: degraded ones, which
+/// compaction may make smaller.
+pub fn needs_compaction(segment: &Segment) -> bool {
+    let mut buf = Vec::new();
+    segment.sealed
+        && segment.damage.is_empty()
+        && segment
+            .blocks
+            .iter()
+            .any(|b| segment.read_summary(b, &mut buf).is_none())
+}
+
+/// Rewrites the blocks of `old` that have no summary as the writer writes blocks when it is not
+/// behind, and puts the result in its place: as if ingest had kept up. (A block of frames that do
+/// not decode may come out a little larger; the segment as a whole shrinks.) `None` when there is
+/// nothing to do: a segment unsealed, damaged, or without such blocks. With `dry_run`, only says
+/// what it would do.
+pub fn compact_segment(
+    old: &Segment,
+    encoder: &mut Encoder,
+    dry_run: bool,
+) -> Result<Option<Compacted>, Error> {
+    let path = &old.path;
+    if !needs_compaction(old) {
+        return Ok(None);
+    }
+    if dry_run {
+        let mut buf = Vec::new();
+        let todo: Vec<_> = old
+            .blocks
+            .iter()
+            .filter(|b| old.read_summary(b, &mut buf).is_none())
+            .collect();
+        return Ok(Some(Compacted {
+            blocks: todo.len(),
+            events: todo.iter().map(|b| u64::from(b.header.event_count)).sum(),
+            bytes_before: old.len,
+            bytes_after: old.len,
+        }));
+    }
+    let tmp = temp_path(path);
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::Io {
+                path: tmp,
+                source: e,
+            })
+        }
+        _ => {}
+    }
+    let written = write_compacted(old, &tmp, encoder).and_then(|done| {
+        same_events(old, &Segment::open(&tmp)?)?;
+        Ok(done)
+    });
+    let done = match written {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(Some(done))
+}
+
+/// Writes `old` to `tmp` with its summary-less blocks encoded in full, and seals it.
+fn write_compacted(old: &Segment, tmp: &Path, encoder: &mut Encoder) -> Result<Compacted, Error> {
+    let mut out = SegmentWriter::create(tmp, old.created_us)?;
+    let (mut buf, mut decoded, mut block) = (Vec::new(), Decoded::default(), Vec::new());
+    let mut done = Compacted {
+        bytes_before: old.len,
+        ..Compacted::default()
+    };
+    for b in &old.blocks {
+        if old.read_summary(b, &mut buf).is_some() {
+            let payload = old.read_payload(b, &mut buf)?;
+            let mut whole = b.header.encode().to_vec();
+            whole.extend_from_slice(payload);
+            out.append(&whole, b.header)?;
+            continue;
+        }
+        decode_block(old, b, &mut decoded, &mut buf)?;
+        let mut facts = Vec::with_capacity(decoded.len());
+        let events: Vec<Event> = (0..decoded.len())
+            .map(|i| {
+                let frame = decoded.frame(i);
+                let found = schema::inspect(frame);
+                // The time stays what it was; whether it came from the receive time too. The
+                // frame is checked now, so it is marked undecodable or not, no longer unchecked.
+                let mut flags = decoded.flags[i] & FLAG_RECEIVE_TIME;
+                if found.is_none() {
+                    flags |= FLAG_UNDECODABLE;
+                }
+                facts.push(found);
+                Event {
+                    frame,
+                    time_us: decoded.times[i],
+                    flags,
+                }
+            })
+            .collect();
+        block.clear();
+        let (header, _) = encode_block(encoder, &events, &facts, false, &mut block);
+        out.append(&block, header)?;
+        done.blocks += 1;
+        done.events += u64::from(header.event_count);
+    }
+    done.bytes_after = out.len();
+    out.seal()?;
+    Ok(done)
+}
+
+/// Fails unless `new` gives every event of `old` as readers see it: the same frame, time, receive
+/// time flag and decodability, in the same order.
+fn same_events(old: &Segment, new: &Segment) -> Result<(), Error> {
+    let differ = |what: String| Error::Block {
+        path: new.path.clone(),
+        offset: 0,
+        what: format!("the compacted segment differs from the original: {what}"),
+    };
+    if !new.sealed || !new.damage.is_empty() || new.blocks.len() != old.blocks.len() {
+        return Err(differ("its blocks".into()));
+    }
+    let (mut a, mut b) = (Decoded::default(), Decoded::default());
+    let (mut buf_a, mut buf_b) = (Vec::new(), Vec::new());
+    for (n, (x, y)) in old.blocks.iter().zip(&new.blocks).enumerate() {
+        decode_block(old, x, &mut a, &mut buf_a)?;
+        decode_block(new, y, &mut b, &mut buf_b)?;
+        let same = a.len() == b.len()
+            && (0..a.len()).all(|i| {
+                let (fa, fb) = (a.frame(i), b.frame(i));
+                fa == fb
+                    && a.times[i] == b.times[i]
+                    && a.flags[i] & FLAG_RECEIVE_TIME == b.flags[i] & FLAG_RECEIVE_TIME
+                    && is_undecodable(a.flags[i], fa) == is_undecodable(b.flags[i], fb)
+            });
+        if !same {
+            return Err(differ(format!("block {n}")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! `dstore compact` on stores whose degraded blocks (written while ingest was behind) the tests
+//! made through the library from the real samples: every event reads back exactly as before, in
+//! the same order, from fewer bytes; what a shipper has not sent, the segment being written and
+//! segments compacted before are left alone; a crash's leftover is cleaned up.
+
+mod common;
+
+use common::*;
+use dstore::clickhouse::ship::{Position, PositionFile};
+use dstore::format::{
+    scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+const SAMPLES: &[&str] = &[
+    "dnsdist-5300.pb",
+    "dnsdist-live-same-traffic.pb",
+    "recursor-live-small.pb",
+    "recursor-live-with-outgoing.pb",
+];
+
+/// Every frame of the samples, the malformed dnspcap2protobuf ones among them.
+fn sample_frames() -> Vec<Vec<u8>> {
+    SAMPLES
+        .iter()
+        .flat_map(|name| frames_of(&std::fs::read(sample(name)).expect("read a sample")))
+        .collect()
+}
+
+/// One writer session: one new segment holding `frames`, the blocks from `degraded_from` on
+/// written degraded; sealed, or left as a writer that stopped without closing leaves it.
+fn write_segment(dir: &Path, frames: &[Vec<u8>], degraded_from: usize, seal: bool) -> PathBuf {
+    let before = segment_paths(dir).unwrap_or_default();
+    let options = WriterOptions {
+        block_bytes: 16 << 10,
+        ..WriterOptions::default()
+    };
+    let (mut w, _) = StoreWriter::open(dir, options).expect("open the store");
+    for (i, f) in frames.iter().enumerate() {
+        w.set_degraded(i >= degraded_from);
+        w.append(f, 1_700_000_000_000_000 + i as u64)
+            .expect("append");
+    }
+    if seal {
+        w.close().expect("close");
+    } else {
+        w.flush().expect("flush");
+    }
+    let after = segment_paths(dir).expect("list the store");
+    let new: Vec<&PathBuf> = after.iter().filter(|p| !before.contains(p)).collect();
+    assert_eq!(new.len(), 1, "one writer session makes one segment");
+    new[0].clone()
+}
+
+/// What a reader learns of each event of a segment, in order.
+fn events(path: &Path) -> Vec<(Vec<u8>, u64, bool, bool)> {
+    let segment = Segment::open(path).expect("open a segment");
+    let (mut decoded, mut buf, mut out) = (Decoded::default(), Vec::new(), Vec::new());
+    scan_segment(
+        &segment,
+        TimeRange::ALL,
+        &mut decoded,
+        &mut buf,
+        &mut |e| panic!("{}: {e}", path.display()),
+        &mut |ev| {
+            out.push((
+                ev.frame.to_vec(),
+                ev.time_us,
+                ev.undecodable(),
+                ev.time_from_receive(),
+            ));
+            Ok(true)
+        },
+    )
+    .expect("scan");
+    out
+}
+
+/// Blocks of a segment without a summary: the degraded ones.
+fn without_summary(path: &Path) -> usize {
+    let segment = Segment::open(path).expect("open a segment");
+    let mut buf = Vec::new();
+    segment
+        .blocks
+        .iter()
+        .filter(|b| segment.read_summary(b, &mut buf).is_none())
+        .count()
+}
+
+/// Every file of the store with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("list the store")
+        .map(|e| e.expect("read the store directory").path())
+        .map(|p| {
+            let name = p
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            (name, std::fs::read(&p).expect("read a file"))
+        })
+        .collect()
+}
+
+fn compact(dir: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "compact",
+        "--storage-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "dstore {args:?}: {}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn cat(dir: &Path, raw: bool) -> Vec<u8> {
+    let mut args = vec![
+        "cat",
+        "-q",
+        "--storage-dir",
+        dir.to_str().expect("utf-8 path"),
+    ];
+    if raw {
+        args.push("--raw");
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "dstore {args:?}: {}", stderr(&o));
+    o.stdout
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).expect("stat").len()
+}
+
+#[test]
+fn compact_rewrites_degraded_blocks_into_the_same_events_in_fewer_bytes() {
+    let scratch = Scratch::new("compact");
+    let dir = scratch.0.join("store");
+    let frames = sample_frames();
+    let half = frames.len() / 2;
+    // Degraded whole; normal then degraded; degraded behind a shipper; degraded, being written.
+    let paths = [
+        write_segment(&dir, &frames, 0, true),
+        write_segment(&dir, &frames, half, true),
+        write_segment(&dir, &frames, 0, true),
+        write_segment(&dir, &frames[..half], 0, false),
+    ];
+    for p in &paths {
+        assert!(without_summary(p) > 0, "test set-up: degraded blocks");
+    }
+    let seq = |p: &Path| -> u64 {
+        p.file_name().expect("a name").to_string_lossy()[..10]
+            .parse()
+            .expect("a segment number")
+    };
+    let ship = PositionFile {
+        path: dir.join("ship-ch1-8123-dns_events.position"),
+    };
+    ship.save(Position {
+        segment: seq(&paths[2]),
+        offset: 0,
+    })
+    .expect("save a position");
+    let want: Vec<_> = paths.iter().map(|p| events(p)).collect();
+    let (raw, json) = (cat(&dir, true), cat(&dir, false));
+    let sizes: Vec<u64> = paths.iter().map(|p| size(p)).collect();
+
+    let before = snapshot(&dir);
+    let out = compact(&dir, &["--dry-run"]);
+    assert!(
+        out.contains("Would compact 2 segments") && out.contains("stopping at segment"),
+        "{out}"
+    );
+    assert!(snapshot(&dir) == before, "a dry run changed the store");
+
+    // A compaction that crashed left its temporary file; readers do not see it.
+    let leftover = dir.join(format!(
+        ".{}.compacting",
+        paths[2].file_name().expect("a name").to_string_lossy()
+    ));
+    std::fs::write(&leftover, b"half a segment").expect("write a leftover");
+    assert_eq!(cat(&dir, true), raw, "a leftover is not read");
+
+    let out = compact(&dir, &[]);
+    assert!(out.contains("Compacted 2 segments"), "{out}");
+    assert!(!leftover.exists(), "the leftover is removed");
+    for (i, p) in paths.iter().enumerate() {
+        assert_eq!(events(p), want[i], "segment {i} reads back the same events");
+    }
+    for p in &paths[..2] {
+        assert_eq!(
+            without_summary(p),
+            0,
+            "{}: every block compacted",
+            p.display()
+        );
+    }
+    assert!(
+        size(&paths[0]) * 10 < sizes[0] * 9,
+        "a degraded segment shrinks by a tenth at least: {} from {}",
+        size(&paths[0]),
+        sizes[0]
+    );
+    assert!(
+        size(&paths[1]) < sizes[1],
+        "a half-degraded segment shrinks"
+    );
+    assert_eq!(
+        (
+            before["ship-ch1-8123-dns_events.position"].clone(),
+            size(&paths[2]),
+            size(&paths[3])
+        ),
+        (std::fs::read(&ship.path).expect("read"), sizes[2], sizes[3]),
+        "what the shipper has not sent, and the segment being written, are untouched"
+    );
+    assert_eq!(cat(&dir, true), raw, "cat --raw gives the same bytes");
+    assert_eq!(cat(&dir, false), json, "cat gives the same JSON");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("compacted-through")).expect("the marker"),
+        format!("{}\n", seq(&paths[1]))
+    );
+
+    // Again: nothing new. Once the shipper moved on, the next segment; never the one being written.
+    assert!(compact(&dir, &[]).contains("Compacted 0 segments"));
+    ship.save(Position {
+        segment: seq(&paths[3]),
+        offset: 0,
+    })
+    .expect("save a position");
+    assert!(compact(&dir, &["-q"]).contains("Compacted 1 segments"));
+    assert_eq!(without_summary(&paths[2]), 0);
+    assert_eq!(
+        size(&paths[3]),
+        sizes[3],
+        "the segment being written is untouched"
+    );
+    for (i, p) in paths.iter().enumerate() {
+        assert_eq!(events(p), want[i], "segment {i} after the second run");
+    }
+    assert!(compact(&dir, &["--all", "--dry-run"]).contains("Would compact 0 segments"));
+}
+
+/// A reader that went away (`dstore stats | head -1`, say) ends the maintenance commands quietly with
+/// success, as it ends cat and grep: no panic, no error.
+#[test]
+fn maintenance_output_into_a_closed_pipe_ends_quietly() {
+    let scratch = Scratch::new("compact-pipe");
+    let dir = scratch.0.join("store");
+    write_segment(&dir, &sample_frames(), 0, true);
+    let store = dir.to_str().expect("utf-8 path");
+    for args in [
+        vec!["stats", "--storage-dir", store],
+        vec!["rotate", "1", "hour", "--storage-dir", store],
+        vec!["compact", "--dry-run", "--all", "--storage-dir", store],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        drop(reader);
+        let o = dstore()
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run dstore");
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "dstore {args:?} into a closed pipe: {}, {}",
+            o.status,
+            stderr(&o)
+        );
+    }
+}
