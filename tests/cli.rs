@@ -95,6 +95,7 @@ fn list_help_and_version() {
         "pb2json (also dnspb2json)",
         "grep (also dgrep)",
         "rotate",
+        "compact",
         "stats",
         "gateway (also egateway)",
         "links",
@@ -110,7 +111,7 @@ fn list_help_and_version() {
         String::from_utf8(o.stdout).unwrap().trim(),
         format!("dstore {}", env!("CARGO_PKG_VERSION"))
     );
-    for applet in ["import", "cat", "pb2json", "links"] {
+    for applet in ["import", "cat", "pb2json", "links", "compact"] {
         let o = run(&[applet, "--help"]);
         assert!(o.status.success(), "{applet} --help");
         assert!(
