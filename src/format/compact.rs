@@ -119,10 +119,9 @@ fn write_compacted(old: &Segment, tmp: &Path, encoder: &mut Encoder) -> Result<C
     };
     for b in &old.blocks {
         if old.read_summary(b, &mut buf).is_some() {
-            let payload = old.read_payload(b, &mut buf)?;
-            let mut whole = b.header.encode().to_vec();
-            whole.extend_from_slice(payload);
-            out.append(&whole, b.header)?;
+            // Copied as it is on disk: `buf` holds the whole block, header and payload.
+            old.read_payload(b, &mut buf)?;
+            out.append(&buf, b.header)?;
             continue;
         }
         decode_block(old, b, &mut decoded, &mut buf)?;
