@@ -273,3 +273,44 @@ fn maintenance_output_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+/// A shipper says where it stands as soon as it starts, before ClickHouse took anything (here there
+/// is no ClickHouse at all): from then on compact and rotate leave the whole store to it.
+#[test]
+fn a_shipper_that_has_sent_nothing_yet_holds_compact_and_rotate_off() {
+    let scratch = Scratch::new("compact-new-shipper");
+    let dir = scratch.0.join("store");
+    let path = write_segment(&dir, &sample_frames(), 0, true);
+    let store = dir.to_str().expect("utf-8 path");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut child = dstore()
+        .args(["ship", "--storage-dir", store, "--url", &url])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dstore ship");
+    let position = dir.join(format!(
+        "ship-127.0.0.1-{}-dns_events.position",
+        url.rsplit(':').next().expect("a port")
+    ));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !position.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let saved = PositionFile {
+        path: position.clone(),
+    }
+    .load();
+    assert_eq!(
+        saved,
+        Ok(Some(Position::default())),
+        "{}",
+        position.display()
+    );
+    let size = size(&path);
+    assert!(compact(&dir, &[]).contains("Compacted 0 segments"));
+    let o = run(&["rotate", "--older-than", "1s", "--storage-dir", store]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::metadata(&path).map(|m| m.len()).ok(), Some(size));
+}

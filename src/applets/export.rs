@@ -490,6 +490,12 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     // One shipper per position file: two would overwrite each other's position.
     let _lock = position_file.lock().map_err(|e| anyhow::anyhow!(e))?;
     let saved = position_file.load().map_err(|e| anyhow::anyhow!(e))?;
+    if saved.is_none() {
+        // Said at once, before the first batch: rotate and compact hold off from here on.
+        position_file
+            .save(Position::default())
+            .with_context(|| format!("cannot write {}", position_file.path.display()))?;
+    }
     let log =
         Arc::new(Log::new("dstore ship", args.log_file.clone()).context("cannot open the log")?);
     let stop = Arc::new(AtomicBool::new(false));
