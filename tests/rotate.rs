@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
@@ -711,6 +711,14 @@ fn rotate_with_notes(dir: &Path, args: &[&str]) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o))
 }
 
+/// Saves a shipper's position (at the start of `segment`, plus `offset`) in `path`, as ship does.
+fn ship_at(path: PathBuf, segment: u64, offset: u64) -> PositionFile {
+    let file = PositionFile { path };
+    file.save(Position { segment, offset })
+        .expect("save a position");
+    file
+}
+
 /// Segment `w`'s sequence number: the digits its file name starts with.
 fn sequence(w: &Written) -> u64 {
     w.name[..10]
@@ -735,15 +743,11 @@ fn rotate_keeps_what_ship_has_not_sent() {
         .collect();
     let all: Vec<&Written> = segments.iter().collect();
     // The shipper in the store has read segments 0 and 1 and is inside segment 2.
-    let inside = PositionFile {
-        path: dir.join("ship-ch1-8123-dns_events.position"),
-    };
-    inside
-        .save(Position {
-            segment: sequence(&segments[2]),
-            offset: 64,
-        })
-        .expect("save a position");
+    let inside = ship_at(
+        dir.join("ship-ch1-8123-dns_events.position"),
+        sequence(&segments[2]),
+        64,
+    );
 
     let before = snapshot(&dir);
     let (out, notes) = rotate_with_notes(&dir, &["--older-than", "1h", "--dry-run"]);
@@ -756,15 +760,7 @@ fn rotate_keeps_what_ship_has_not_sent() {
     assert!(snapshot(&dir) == before, "a dry run changed the store");
 
     // A second shipper, its position file elsewhere, further behind: inside segment 1.
-    let outside = PositionFile {
-        path: scratch.path("other.position"),
-    };
-    outside
-        .save(Position {
-            segment: sequence(&segments[1]),
-            offset: 0,
-        })
-        .expect("save a position");
+    let outside = ship_at(scratch.path("other.position"), sequence(&segments[1]), 0);
     let other = outside.path.to_str().expect("utf-8 path");
     let want = report(&dir, true, &all[..1]);
     let (out, notes) = rotate_with_notes(&dir, &["--older-than", "1h", "--ship-position", other]);
@@ -773,12 +769,7 @@ fn rotate_keeps_what_ship_has_not_sent() {
     assert_holds(&dir, &all[1..], "after rotate beside two shippers");
 
     // The far one catches up to the near one: segment 1 may go now.
-    outside
-        .save(Position {
-            segment: sequence(&segments[2]),
-            offset: 0,
-        })
-        .expect("save a position");
+    ship_at(outside.path.clone(), sequence(&segments[2]), 0);
     let want = report(&dir, true, &all[1..2]);
     let (out, _) = rotate_with_notes(&dir, &["--older-than", "1h", "--ship-position", other]);
     assert_eq!(out, want, "after the far shipper caught up");
