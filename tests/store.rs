@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dstore::format::block::BLOCK_HEADER_LEN;
+use dstore::format::block::{BLOCK_HEADER_LEN, MAX_FRAME_BYTES};
 use dstore::format::segment::{FILE_HEADER_LEN, TRAILER_LEN};
 use dstore::format::{
     scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
@@ -461,4 +461,93 @@ fn degraded_blocks_keep_every_event_exactly_and_have_no_summary() {
             assert!(segment.read_summary(block, &mut buf).is_none(), "{name}");
         }
     }
+}
+
+#[test]
+fn a_writer_starts_a_new_block_rather_than_pass_the_frame_bytes_bound() {
+    let dir = Scratch::new("frame-bound");
+    // Blocks that would otherwise take every frame.
+    let options = WriterOptions {
+        block_bytes: usize::MAX,
+        ..WriterOptions::default()
+    };
+    let (mut w, _) = StoreWriter::open(&dir.0, options).expect("open store");
+    // Opaque frames, the cheap form: the bound is the writer's, whatever the form.
+    w.set_degraded(true);
+    let third = MAX_FRAME_BYTES as usize / 3 + 1;
+    let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; third]).collect();
+    for (i, f) in frames[..3].iter().enumerate() {
+        w.append(f, 1_700_000_000_000_000 + i as u64)
+            .expect("append");
+    }
+    // A batch that would take the block past the bound goes in one by one.
+    let batch = frames[3..].concat();
+    let ends = [third as u32, 2 * third as u32];
+    w.append_batch(
+        batch,
+        &ends,
+        &[1_700_000_000_000_003, 1_700_000_000_000_004],
+    )
+    .expect("append batch");
+    // A frame longer than a block holds is refused, and the writer goes on.
+    let too_long = vec![0u8; MAX_FRAME_BYTES as usize + 1];
+    let e = w
+        .append(&too_long, 1_700_000_000_000_005)
+        .expect_err("refused");
+    assert!(e.to_string().contains("longer than"), "{e}");
+    let stats = w.close().expect("close");
+    assert_eq!(stats.events, 5);
+    let path = &segment_paths(&dir.0).expect("list")[0];
+    let segment = Segment::open(path).expect("open segment");
+    let sizes: Vec<u64> = segment
+        .blocks
+        .iter()
+        .map(|b| b.header.frame_bytes)
+        .collect();
+    let third = third as u64;
+    assert_eq!(sizes, [2 * third, 2 * third, third]);
+    let (read, errors) = read_segment(path);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(read == frames, "the frames read back differ");
+}
+
+#[test]
+fn import_skips_a_frame_longer_than_a_block_holds_says_so_and_keeps_the_rest() {
+    let dir = Scratch::new("import-too-long");
+    let store = dir.path("store");
+    let store = store.to_str().expect("utf-8 path");
+    let input = dir.path("frames.pb");
+    let frames = [
+        vec![0x08, 0x01],
+        vec![0u8; MAX_FRAME_BYTES as usize + 1],
+        vec![0x08, 0x02],
+    ];
+    let mut bytes = Vec::new();
+    for f in &frames {
+        bytes.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(f);
+    }
+    std::fs::write(&input, &bytes).expect("write input");
+    drop(bytes);
+    let o = run(&[
+        "import",
+        "--frame4",
+        "--storage-dir",
+        store,
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "the frame at offset 6 is {} bytes",
+            MAX_FRAME_BYTES + 1
+        )) && err.contains("skipped")
+            && err.contains("imported 2 events"),
+        "{err}"
+    );
+    let path = &segment_paths(Path::new(store)).expect("list")[0];
+    let (read, errors) = read_segment(path);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(read, [frames[0].clone(), frames[2].clone()]);
 }

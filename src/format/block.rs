@@ -23,6 +23,11 @@ pub const BLOCK_HEADER_LEN: usize = HEADER_CRC_OFFSET + 4;
 /// beyond its own checksum.
 pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 pub const MAX_EVENTS: u32 = 1 << 20;
+/// The most frame bytes a block holds, and so the longest frame a store takes: what a reader may
+/// set aside to rebuild a block's frames. Half the payload bound, so that a block of frames that
+/// do not compress still fits its payload with the per-event sections and the summary beside them.
+/// A writer starts a new block rather than pass it.
+pub const MAX_FRAME_BYTES: u64 = 128 << 20;
 
 /// What a block header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +113,7 @@ impl BlockHeader {
             undecodable: u32_at(b, UNDECODABLE_OFFSET),
         };
         if h.event_count > MAX_EVENTS
+            || h.frame_bytes > MAX_FRAME_BYTES
             || h.payload_len > MAX_PAYLOAD_LEN
             || h.min_time_us > h.max_time_us
             || h.undecodable > h.event_count
@@ -218,4 +224,34 @@ pub fn decode_payload(
         header.event_count as usize,
     );
     codec::decode(payload, header.event_count as usize, out).map_err(PayloadError::Codec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(frame_bytes: u64) -> BlockHeader {
+        BlockHeader {
+            event_count: 1,
+            min_time_us: 1,
+            max_time_us: 2,
+            frame_bytes,
+            payload_len: 0,
+            payload_crc: 0,
+            undecodable: 0,
+        }
+    }
+
+    #[test]
+    fn a_header_claiming_more_frame_bytes_than_a_block_holds_is_out_of_bounds() {
+        let at_bound = header(MAX_FRAME_BYTES);
+        assert_eq!(BlockHeader::decode(&at_bound.encode()), Ok(at_bound));
+        for frame_bytes in [MAX_FRAME_BYTES + 1, u64::from(u32::MAX) + 64, u64::MAX] {
+            assert_eq!(
+                BlockHeader::decode(&header(frame_bytes).encode()),
+                Err(HeaderError::Bounds),
+                "{frame_bytes}"
+            );
+        }
+    }
 }
