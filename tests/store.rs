@@ -551,3 +551,84 @@ fn import_skips_a_frame_longer_than_a_block_holds_says_so_and_keeps_the_rest() {
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(read, [frames[0].clone(), frames[2].clone()]);
 }
+
+/// A block payload built from FORMAT.md alone, its sections stored plain: `count` events, the
+/// first holding field 6 with a value of `value_len` bytes and each later one inheriting it from
+/// the one before.
+fn inheriting_payload(count: usize, value_len: usize) -> Vec<u8> {
+    const TAG: u8 = 6 << 3 | 2;
+    let (literal, inherited) = (0, 1);
+    let mut shape_ids = vec![2; count];
+    let mut refs = vec![1; count];
+    (shape_ids[0], refs[0]) = (1, 0);
+    let mut column = vec![0x80 | (value_len & 0x7f) as u8, (value_len >> 7) as u8];
+    assert!(value_len < 1 << 14);
+    column.resize(2 + value_len, b'x');
+    let sections: [(u8, &[u8], &[u8]); 6] = [
+        (1, &[], &vec![0; count]),
+        (2, &[], &vec![0; count]),
+        (3, &[], &shape_ids),
+        (4, &[], &[2, 2, TAG, literal, 2, TAG, inherited]),
+        (5, &[], &refs),
+        (7, &[TAG], &column),
+    ];
+    let mut payload = (sections.len() as u16).to_le_bytes().to_vec();
+    for (kind, key, body) in sections {
+        payload.extend_from_slice(&[kind, 0, key.len() as u8]);
+        payload.extend_from_slice(key);
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    }
+    for (_, _, body) in sections {
+        payload.extend_from_slice(body);
+    }
+    payload
+}
+
+#[test]
+fn a_block_rebuilding_to_more_frame_bytes_than_its_header_says_is_skipped_as_damage() {
+    use dstore::format::block::{encode_block, BlockHeader};
+    use dstore::format::codec::{Encoder, Event};
+    use dstore::format::segment::SegmentWriter;
+
+    let dir = Scratch::new("expanding");
+    let path = dir.path("0000000001-20260101T000000Z.dst");
+    let mut w = SegmentWriter::create(&path, 1_700_000_000_000_000).expect("create segment");
+    let frames = [vec![0x08, 0x01], vec![0x08, 0x02]];
+    let good = |frame: &[u8], w: &mut SegmentWriter| {
+        let event = Event {
+            frame,
+            time_us: 1_700_000_000_000_000,
+            flags: 0,
+        };
+        let mut block = Vec::new();
+        let (header, _) = encode_block(&mut Encoder::new(), &[event], &[], true, &mut block);
+        w.append(&block, header).expect("append");
+    };
+    good(&frames[0], &mut w);
+    // 100,000 events of 10 kB each (1 GB) from 0.4 MB of payload, in a block said to hold 1 MiB of
+    // frames.
+    let hostile_at = w.len();
+    let payload = inheriting_payload(100_000, 10_000);
+    let header = BlockHeader {
+        event_count: 100_000,
+        min_time_us: 1_700_000_000_000_000,
+        max_time_us: 1_700_000_000_000_000,
+        frame_bytes: 1 << 20,
+        payload_len: payload.len() as u32,
+        payload_crc: crc32fast::hash(&payload),
+        undecodable: 0,
+    };
+    w.append(&[&header.encode()[..], &payload].concat(), header)
+        .expect("append");
+    good(&frames[1], &mut w);
+    w.seal().expect("seal");
+    let (read, errors) = read_segment(&path);
+    assert_eq!(read, frames);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("block at offset {hostile_at}"))
+            && errors[0].contains("more than the 1048576 bytes the block header gives"),
+        "{errors:?}"
+    );
+}

@@ -206,8 +206,14 @@ pub fn decode_payload_columns(
     out: &mut codec::Columns,
 ) -> Result<bool, PayloadError> {
     check_payload(header, payload)?;
-    codec::decode_columns(payload, header.event_count as usize, paths, out)
-        .map_err(PayloadError::Codec)
+    codec::decode_columns(
+        payload,
+        header.event_count as usize,
+        header.frame_bytes,
+        paths,
+        out,
+    )
+    .map_err(PayloadError::Codec)
 }
 
 /// Verifies the payload's checksum, then decodes it.
@@ -223,7 +229,13 @@ pub fn decode_payload(
             .min(MAX_PAYLOAD_LEN as usize * 4),
         header.event_count as usize,
     );
-    codec::decode(payload, header.event_count as usize, out).map_err(PayloadError::Codec)
+    codec::decode(
+        payload,
+        header.event_count as usize,
+        header.frame_bytes,
+        out,
+    )
+    .map_err(PayloadError::Codec)
 }
 
 #[cfg(test)]
@@ -239,6 +251,35 @@ mod tests {
             payload_len: 0,
             payload_crc: 0,
             undecodable: 0,
+        }
+    }
+
+    #[test]
+    fn a_payload_expanding_past_its_headers_frame_bytes_is_damage_within_what_it_says() {
+        // A million events inheriting 60 kB each: 60 GB from a few kilobytes of payload, in a
+        // block whose header says the most a block holds, 128 MiB.
+        let count = MAX_EVENTS as usize;
+        let payload = codec::inheriting_payload(count, 60_000);
+        let header = BlockHeader {
+            event_count: MAX_EVENTS,
+            min_time_us: 0,
+            max_time_us: 0,
+            frame_bytes: MAX_FRAME_BYTES,
+            payload_len: payload.len() as u32,
+            payload_crc: crc32fast::hash(&payload),
+            undecodable: 0,
+        };
+        let header = BlockHeader::decode(&header.encode()).expect("a valid header");
+        for prefix in [0, 4] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            match decode_payload(&header, &payload, &mut decoded) {
+                Err(PayloadError::Codec(e)) => assert!(e.0.contains("block header"), "{e}"),
+                other => panic!("decoded: {other:?}"),
+            }
+            // The frames as the header gives them, their prefixes and the decoder's lookahead.
+            let bound = MAX_FRAME_BYTES as usize + prefix * count + (1 << 20);
+            assert!(decoded.frame_capacity() <= bound, "{prefix}");
         }
     }
 

@@ -156,7 +156,8 @@ impl Encoder {
         let start = out.len();
         self.encode_columns(events, summary, out);
         let mut check = self.verify.take().unwrap_or_default();
-        let same = decode(&out[start..], events.len(), &mut check).is_ok()
+        let frame_bytes = events.iter().map(|e| e.frame.len() as u64).sum();
+        let same = decode(&out[start..], events.len(), frame_bytes, &mut check).is_ok()
             && check.len() == events.len()
             && events.iter().enumerate().all(|(i, e)| {
                 check.frame(i) == e.frame
@@ -719,6 +720,12 @@ impl Decoded {
         self.frames.get(start..*self.ends.get(end - 1)? as usize)
     }
 
+    /// The bytes set aside for frames: the most a decode has allocated for them.
+    #[cfg(test)]
+    pub(crate) fn frame_capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
     /// Makes room for a block of `frame_bytes` bytes of frames in `events` events (the figures of
     /// its header), so that the frames are not moved as they grow. A hint only, and bounded (the
     /// header is not covered by the payload's checksum): the decoder checks room itself.
@@ -728,6 +735,7 @@ impl Decoded {
             .saturating_add(ROOM)
             .min(MAX_RESERVE);
         if self.frames.len() < want {
+            self.frames.reserve_exact(want - self.frames.len());
             self.frames.resize(want, 0);
         }
     }
@@ -764,6 +772,9 @@ enum OpKind {
     Inherit,
     /// Inherited values that lie back to back in the reference: one copy (see `Pairs`).
     Copy,
+    /// Makes room for the fixed-size steps that follow, in a shape too long for one room check
+    /// (see `MAX_LOOKAHEAD`).
+    Room,
 }
 
 /// One step of rebuilding a frame. `record` says whether some event of the block inherits this
@@ -960,24 +971,42 @@ const ROOM: usize = 64;
 const MAX_RESERVE: usize = 16 << 20;
 /// Past this, a decode that needed less than half of `frames` gives the rest back.
 const KEEP_FRAMES: usize = 32 << 20;
+/// The most room a shape's fixed-size steps ask for at once: a longer shape asks again on the way
+/// (`OpKind::Room`). Bounds how far past the frames themselves a decode looks ahead, so that the
+/// frame buffer never grows much past what the block header says.
+const MAX_LOOKAHEAD: usize = 64 << 10;
+/// How far past the header's figure for the frames the frame buffer may reach: a room check asks
+/// for at most `MAX_LOOKAHEAD` and `ROOM` past bytes it is sure to write, and `ROOM` is kept spare.
+const LOOKAHEAD_SLACK: usize = MAX_LOOKAHEAD + 2 * ROOM;
 
-/// Makes `frames[pos..pos + n]` exist. `pos` never passes `frames.len()`.
+/// Makes `frames[pos..pos + n]` exist, `frames` never growing past `cap`. `pos` never passes
+/// `frames.len()`.
 #[inline(always)]
-fn room(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+fn room(frames: &mut Vec<u8>, pos: usize, n: usize, cap: usize) -> Result<(), CodecError> {
     if frames.len() - pos < n {
-        return grow(frames, pos, n);
+        return grow(frames, pos, n, cap);
     }
     Ok(())
 }
 
+/// The frame buffer's only growth, and so where a block that rebuilds to more than its header
+/// says is stopped: before it is allocated, however far its references would expand it.
 #[cold]
 #[inline(never)]
-fn grow(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+fn grow(frames: &mut Vec<u8>, pos: usize, n: usize, cap: usize) -> Result<(), CodecError> {
     let need = pos.saturating_add(n);
-    if need > u32::MAX as usize + ROOM {
-        return bad("block holds more than 4 GiB of frames");
+    if need > cap {
+        return bad(format!(
+            "the frames rebuild to more than the {} bytes the block header gives",
+            cap.saturating_sub(LOOKAHEAD_SLACK)
+        ));
     }
-    frames.resize(need.max(frames.len().saturating_mul(2)).max(1 << 16), 0);
+    let len = need
+        .max(frames.len().saturating_mul(2))
+        .max(1 << 16)
+        .min(cap);
+    frames.reserve_exact(len - frames.len());
+    frames.resize(len, 0);
     Ok(())
 }
 
@@ -1050,8 +1079,15 @@ fn copy_back(frames: &mut [u8], s: usize, n: usize, pos: usize) {
     }
 }
 
-/// Decodes a block payload holding `count` events into `out` (cleared first).
-pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), CodecError> {
+/// Decodes a block payload holding `count` events into `out` (cleared first). `frame_bytes` is
+/// what the block header says the frames come to (length prefixes excluded): a payload whose
+/// frames rebuild to more is an error, found before the frame buffer grows much past it.
+pub fn decode(
+    payload: &[u8],
+    count: usize,
+    frame_bytes: u64,
+    out: &mut Decoded,
+) -> Result<(), CodecError> {
     out.ends.clear();
     out.times.clear();
     out.flags.clear();
@@ -1073,7 +1109,10 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
         &mut columns,
         &mut opaque,
     )
-    .and_then(|layout| rebuild(&layout, count, &mut columns, &opaque, &mut frames, out));
+    .and_then(|layout| {
+        let rebuilt = Rebuilt { count, frame_bytes };
+        rebuild(&layout, rebuilt, &mut columns, &opaque, &mut frames, out)
+    });
     // A block (a hostile one, say) that grew the buffer far past what the next needs does not
     // keep the memory.
     let used = out.ends.last().map_or(0, |&e| e as usize) + ROOM;
@@ -1088,10 +1127,17 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     result
 }
 
+/// What a block header says its frames come to: `count` events, `frame_bytes` bytes.
+#[derive(Clone, Copy)]
+struct Rebuilt {
+    count: usize,
+    frame_bytes: u64,
+}
+
 /// Rebuilds every event's frame into `frames` (`out.frames` taken out while it is written).
 fn rebuild(
     layout: &Layout,
-    count: usize,
+    Rebuilt { count, frame_bytes }: Rebuilt,
     columns: &mut [Column],
     opaque: &[u8],
     frames: &mut Vec<u8>,
@@ -1105,13 +1151,20 @@ fn rebuild(
     let mut refs = Reader::new(&layout.refs, "refs");
     let prefix = usize::from(out.prefix);
     let mut pos = 0usize;
+    // The frames with their length prefixes, as the header gives them (and so that every place
+    // in them, and the room after, fits a u32); the buffer never grows past `cap`.
+    let claim = usize::try_from(frame_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(count.saturating_mul(prefix))
+        .min(u32::MAX as usize - LOOKAHEAD_SLACK);
+    let cap = claim + LOOKAHEAD_SLACK;
 
     for index in 0..count {
         let shape = shape_ids.varint()?;
         let reference = refs.varint()?;
         out.event_leaves.push(out.leaves.len() as u32);
         out.event_shapes.push(shape as u32);
-        room(frames, pos, ROOM)?;
+        room(frames, pos, ROOM, cap)?;
         pos += prefix;
         let frame_start = pos;
         if shape == OPAQUE_SHAPE {
@@ -1121,7 +1174,7 @@ fn rebuild(
                 .get(opaque.pos..opaque.pos.saturating_add(len))
                 .ok_or_else(|| CodecError("opaque frame runs past its section".into()))?;
             opaque.pos += len;
-            room(frames, pos, len + ROOM)?;
+            room(frames, pos, len.saturating_add(ROOM), cap)?;
             frames[pos..pos + len].copy_from_slice(bytes);
             pos += len;
         } else {
@@ -1136,7 +1189,7 @@ fn rebuild(
             // Room for every fixed-size step of the frame: only the values of variable length
             // check for more as they come.
             let bound = bound + ROOM;
-            room(frames, pos, bound)?;
+            room(frames, pos, bound, cap)?;
             // The reference's leaves, and where each slot lies among them, when the event
             // inherits.
             let (theirs, ops) = match reference {
@@ -1174,7 +1227,11 @@ fn rebuild(
                         let (start, first_leaf) = stack
                             .pop()
                             .ok_or_else(|| CodecError("unbalanced shape".into()))?;
-                        close_nested(frames, &mut pos, &mut out.leaves[first_leaf..], start)?;
+                        close_nested(frames, &mut pos, &mut out.leaves[first_leaf..], start, cap)?;
+                        continue;
+                    }
+                    OpKind::Room => {
+                        room(frames, pos, bound, cap)?;
                         continue;
                     }
                     OpKind::Varint => {
@@ -1208,7 +1265,7 @@ fn rebuild(
                             return bad("column value runs past its section");
                         };
                         c.pos += len;
-                        room(frames, pos, len + bound)?;
+                        room(frames, pos, len.saturating_add(bound), cap)?;
                         put_tagged_varint(frames, &mut pos, op, len as u64);
                         put_bytes(frames, pos, src, len);
                         pos += len;
@@ -1241,7 +1298,7 @@ fn rebuild(
                             })?;
                         // The reference's value with its tag (and length): the same bytes here.
                         let n = (e - s) as usize;
-                        room(frames, pos, n + bound)?;
+                        room(frames, pos, n + bound, cap)?;
                         copy_back(frames, s as usize, n, pos);
                         pos += n;
                     }
@@ -1262,7 +1319,7 @@ fn rebuild(
                             return bad("inherited values out of order");
                         };
                         let n = n as usize;
-                        room(frames, pos, n + bound)?;
+                        room(frames, pos, n + bound, cap)?;
                         copy_back(frames, s as usize, n, pos);
                         pos += n;
                         // Where the values some later event inherits now lie.
@@ -1286,8 +1343,10 @@ fn rebuild(
                 return bad("unbalanced shape");
             }
         }
-        if pos > u32::MAX as usize {
-            return bad("block holds more than 4 GiB of frames");
+        if pos > claim {
+            return bad(format!(
+                "the frames rebuild to more than the {claim} bytes the block header gives"
+            ));
         }
         let len = pos - frame_start;
         match prefix {
@@ -1368,10 +1427,13 @@ impl Columns {
 /// Reads the fields at `paths` (each the tags from the top-level message down, e.g. `[0x62, 0x0a]`
 /// for question.qName) of every event, decompressing only their columns. `Ok(false)` when some
 /// event inherits a field that occurs more than once in its reference: the caller then decodes
-/// the block whole.
+/// the block whole. `frame_bytes` is what the block header says the frames come to: a payload
+/// whose events stand for more is an error (no frame is rebuilt here, but each value walked
+/// stands for bytes of one).
 pub fn decode_columns(
     payload: &[u8],
     count: usize,
+    frame_bytes: u64,
     paths: &[&[u32]],
     out: &mut Columns,
 ) -> Result<bool, CodecError> {
@@ -1407,6 +1469,10 @@ pub fn decode_columns(
     let mut refs = Reader::new(&layout.refs, "refs");
     let mut opaque_pos = 0usize;
     let mut exact = true;
+    // The frame bytes the events walked so far stand for, at the least: an opaque frame its
+    // length, a value its tag and a byte. Without this, a few shapes of many values, shared by
+    // every event, would be walked for as long as a block of many times the header's bytes.
+    let mut least = 0u64;
     for index in 0..count {
         let shape = shape_ids.varint()? as usize;
         let reference = refs.varint()? as usize;
@@ -1421,6 +1487,10 @@ pub fn decode_columns(
             out.opaque_frames
                 .push(Some((opaque_pos as u32, end as u32)));
             opaque_pos = end;
+            least += len as u64;
+            if least > frame_bytes {
+                return frames_past(frame_bytes);
+            }
             continue;
         }
         out.opaque_frames.push(None);
@@ -1429,6 +1499,10 @@ pub fn decode_columns(
                 "event {index} has shape {shape}, beyond the block's shapes"
             ))
         })?;
+        least += 2 * leaves.len() as u64;
+        if least > frame_bytes {
+            return frames_past(frame_bytes);
+        }
         for &(column, occ, inherit) in leaves {
             let c = &mut columns[column as usize];
             // A column not wanted is never read: each column is its own stream.
@@ -1501,6 +1575,12 @@ pub fn decode_columns(
     }
     out.columns = columns;
     Ok(exact)
+}
+
+fn frames_past<T>(frame_bytes: u64) -> Result<T, CodecError> {
+    bad(format!(
+        "the frames come to more than the {frame_bytes} bytes the block header gives"
+    ))
 }
 
 fn need_section<'s, 'p>(
@@ -1586,6 +1666,7 @@ fn close_nested(
     pos: &mut usize,
     inner_leaves: &mut [(u32, u32)],
     start: usize,
+    cap: usize,
 ) -> Result<(), CodecError> {
     let len = *pos - start;
     if len < 0x80 {
@@ -1593,7 +1674,7 @@ fn close_nested(
         return Ok(());
     }
     let extra = varint_len(len as u64) - 1;
-    room(frames, *pos, extra + ROOM)?;
+    room(frames, *pos, extra + ROOM, cap)?;
     frames.copy_within(start..start + len, start + extra);
     let mut v = len as u64;
     for b in &mut frames[start - 1..start + extra] {
@@ -1645,6 +1726,46 @@ fn read_columns(
     Ok(n)
 }
 
+/// The room a shape's fixed-size steps take, counted as they are compiled.
+#[derive(Default)]
+struct Steps {
+    /// Since the shape's start or its last `Room`.
+    run: usize,
+    /// The most of any run: what each room check of the shape asks for.
+    bound: usize,
+}
+
+/// The most bytes a step writes that no room check of its own covers (its tag, and a value of
+/// fixed size; a value of variable length checks for room itself).
+fn step_bytes(op: &Op) -> usize {
+    usize::from(op.tag_len)
+        + match op.kind {
+            // The length, and the bytes it may take more once known.
+            OpKind::Begin => 5,
+            // The bytes the length may take more, counted here too: its Begin may lie before a
+            // `Room`.
+            OpKind::End => 4,
+            OpKind::Varint | OpKind::TimeSec | OpKind::TimeUsec => 10,
+            OpKind::Fixed64 => 8,
+            OpKind::Fixed32 => 4,
+            OpKind::Bytes => 5,
+            OpKind::Inherit | OpKind::Copy | OpKind::Room => 0,
+        }
+}
+
+/// Appends a step to a shape's operations, after a `Room` when the run since the last room check
+/// would pass `MAX_LOOKAHEAD`.
+fn push_step(ops: &mut Vec<Op>, op: Op, steps: &mut Steps) {
+    let n = step_bytes(&op);
+    if steps.run + n > MAX_LOOKAHEAD {
+        ops.push(Op::new(OpKind::Room, 0, 0));
+        steps.run = 0;
+    }
+    steps.run += n;
+    steps.bound = steps.bound.max(steps.run);
+    ops.push(op);
+}
+
 /// Compiles the shapes section: every leaf bound to its column and slot.
 fn compile_shapes(
     section: &[u8],
@@ -1672,6 +1793,7 @@ fn compile_shapes(
             .ok_or_else(|| CodecError("shape runs past its section".into()))?;
         r.pos += len;
         let start = p.ops.len() as u32;
+        let mut steps = Steps::default();
         let mut shape_leaves = Vec::new();
         path.clear();
         occ.clear();
@@ -1682,7 +1804,7 @@ fn compile_shapes(
                 if path.pop().is_none() {
                     return bad("shape closes more messages than it opens");
                 }
-                p.ops.push(Op::new(OpKind::End, 0, 0));
+                push_step(&mut p.ops, Op::new(OpKind::End, 0, 0), &mut steps);
                 continue;
             }
             let tag = read_varint(shape, &mut pos)
@@ -1701,7 +1823,7 @@ fn compile_shapes(
             path.push(tag);
             match kind {
                 KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
-                    p.ops.push(Op::new(OpKind::Begin, tag, 0));
+                    push_step(&mut p.ops, Op::new(OpKind::Begin, tag, 0), &mut steps);
                     continue;
                 }
                 KIND_LITERAL | KIND_INHERIT => {}
@@ -1741,7 +1863,7 @@ fn compile_shapes(
             } else {
                 column
             };
-            p.ops.push(Op::new(op_kind, tag, arg));
+            push_step(&mut p.ops, Op::new(op_kind, tag, arg), &mut steps);
             op_slots.push(slot);
         }
         if !path.is_empty() {
@@ -1749,23 +1871,7 @@ fn compile_shapes(
         }
         p.leaves.push(shape_leaves);
         p.ranges.push((start, p.ops.len() as u32));
-        p.bounds.push(
-            p.ops[start as usize..]
-                .iter()
-                .map(|op| {
-                    usize::from(op.tag_len)
-                        + match op.kind {
-                            // The length, and the bytes it may take more once known.
-                            OpKind::Begin => 5,
-                            OpKind::Varint | OpKind::TimeSec | OpKind::TimeUsec => 10,
-                            OpKind::Fixed64 => 8,
-                            OpKind::Fixed32 => 4,
-                            OpKind::Bytes => 5,
-                            OpKind::End | OpKind::Inherit | OpKind::Copy => 0,
-                        }
-                })
-                .sum(),
-        );
+        p.bounds.push(steps.bound);
     }
     // Only the values that some event inherits are remembered while rebuilding.
     p.n_slots = slots.len();
@@ -1779,7 +1885,7 @@ fn compile_shapes(
         let mut recorded = 0u16;
         let mut recorded_ops = Vec::new();
         for (i, op) in p.ops[start as usize..end as usize].iter_mut().enumerate() {
-            if matches!(op.kind, OpKind::Begin | OpKind::End) {
+            if matches!(op.kind, OpKind::Begin | OpKind::End | OpKind::Room) {
                 continue;
             }
             let slot = *slots_iter
@@ -1798,6 +1904,33 @@ fn compile_shapes(
         p.recorded_ops.push(recorded_ops);
     }
     Ok(p)
+}
+
+/// A hostile payload, for tests: `count` events, the first holding field 6 with a value of
+/// `value_len` bytes and each later one inheriting it from the one before; a few kilobytes that
+/// rebuild to `count` frames of `value_len` and a few bytes each.
+#[cfg(test)]
+pub(crate) fn inheriting_payload(count: usize, value_len: usize) -> Vec<u8> {
+    const TAG: u8 = 6 << 3 | WIRE_LEN;
+    let mut shape_ids = vec![2; count];
+    let mut refs = vec![1; count];
+    if count > 0 {
+        (shape_ids[0], refs[0]) = (1, 0);
+    }
+    let shapes = [2, 2, TAG, KIND_LITERAL, 2, TAG, KIND_INHERIT];
+    let mut column = Vec::new();
+    put_varint(&mut column, value_len as u64);
+    column.resize(column.len() + value_len, b'x');
+    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+    let mut sections = Sections::new(&mut out, &[]);
+    sections.add(SECTION_TIMES, &[], &vec![0; count], &mut scratch);
+    sections.add(SECTION_FLAGS, &[], &vec![0; count], &mut scratch);
+    sections.add(SECTION_SHAPE_IDS, &[], &shape_ids, &mut scratch);
+    sections.add(SECTION_SHAPES, &[], &shapes, &mut scratch);
+    sections.add(SECTION_REFS, &[], &refs, &mut scratch);
+    sections.add(SECTION_COLUMN, &[TAG], &column, &mut scratch);
+    sections.finish();
+    out
 }
 
 #[cfg(test)]
@@ -1829,11 +1962,15 @@ mod tests {
             .collect()
     }
 
+    fn frame_bytes(events: &[Event]) -> u64 {
+        events.iter().map(|e| e.frame.len() as u64).sum()
+    }
+
     fn round_trip(events: &[Event]) -> (Vec<u8>, bool) {
         let mut payload = Vec::new();
         let fell_back = Encoder::new().encode(events, &[], &mut payload);
         let mut decoded = Decoded::default();
-        decode(&payload, events.len(), &mut decoded).unwrap();
+        decode(&payload, events.len(), frame_bytes(events), &mut decoded).unwrap();
         assert_eq!(decoded.len(), events.len());
         for (i, e) in events.iter().enumerate() {
             assert_eq!(decoded.frame(i), e.frame, "frame {i}");
@@ -1908,7 +2045,7 @@ mod tests {
             Encoder::new().encode(&evs, &[], &mut payload);
             let mut cols = Columns::default();
             assert!(
-                decode_columns(&payload, evs.len(), &paths, &mut cols).unwrap(),
+                decode_columns(&payload, evs.len(), frame_bytes(&evs), &paths, &mut cols).unwrap(),
                 "{name}"
             );
             for (i, f) in frames.iter().enumerate() {
@@ -1957,7 +2094,9 @@ mod tests {
     #[test]
     fn decoding_garbage_is_an_error_not_a_panic() {
         let frames = sample("recursor-live-small.pb");
-        let (payload, _) = round_trip(&events(&frames));
+        let evs = events(&frames);
+        let (payload, _) = round_trip(&evs);
+        let claim = frame_bytes(&evs);
         for prefix in [0, 2] {
             let mut decoded = Decoded::default();
             decoded.set_length_prefix(prefix);
@@ -1965,11 +2104,11 @@ mod tests {
                 for flip in [0x01, 0x80, 0xff] {
                     let mut bad = payload.clone();
                     bad[i] ^= flip;
-                    let _ = decode(&bad, frames.len(), &mut decoded);
+                    let _ = decode(&bad, frames.len(), claim, &mut decoded);
                 }
-                let _ = decode(&payload[..i], frames.len(), &mut decoded);
+                let _ = decode(&payload[..i], frames.len(), claim, &mut decoded);
             }
-            assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
+            assert!(decode(&payload, frames.len() + 1, claim, &mut decoded).is_err());
         }
     }
 
@@ -1983,7 +2122,7 @@ mod tests {
         for width in [2usize, 4] {
             let mut decoded = Decoded::default();
             decoded.set_length_prefix(width);
-            decode(&payload, evs.len(), &mut decoded).unwrap();
+            decode(&payload, evs.len(), frame_bytes(&evs), &mut decoded).unwrap();
             let mut want = Vec::new();
             for (i, f) in frames.iter().enumerate() {
                 assert_eq!(decoded.frame(i), f.as_slice());
@@ -2002,8 +2141,107 @@ mod tests {
         Encoder::new().encode(&evs, &[], &mut payload);
         let mut decoded = Decoded::default();
         decoded.set_length_prefix(2);
-        decode(&payload, 1, &mut decoded).unwrap();
+        decode(&payload, 1, frame_bytes(&evs), &mut decoded).unwrap();
         assert_eq!(decoded.frame(0), long[0].as_slice());
         assert_eq!(decoded.framed(0, 1), None);
+    }
+
+    #[test]
+    fn a_block_rebuilding_to_more_than_its_header_says_is_refused_within_what_it_says() {
+        let (count, value_len) = (100, 60_000);
+        let payload = inheriting_payload(count, value_len);
+        let each = 1 + varint_len(value_len as u64) + value_len;
+        let whole = (each * count) as u64;
+        for prefix in [0, 2, 4] {
+            // As the header says: every frame, and no more room than that.
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            decode(&payload, count, whole, &mut decoded).unwrap();
+            assert_eq!(decoded.len(), count);
+            assert_eq!(decoded.frame(count - 1), decoded.frame(0));
+            assert_eq!(decoded.frame(0).len(), each);
+            let bound = (each + prefix) * count + LOOKAHEAD_SLACK;
+            assert!(decoded.frame_capacity() <= bound);
+            // A header that says less: refused before the buffer grows past what it says.
+            for claim in [0, each as u64, whole - 1] {
+                let mut decoded = Decoded::default();
+                decoded.set_length_prefix(prefix);
+                let e = decode(&payload, count, claim, &mut decoded).unwrap_err();
+                assert!(e.0.contains("block header gives"), "{e}");
+                let bound = claim as usize + prefix * count + LOOKAHEAD_SLACK;
+                assert!(decoded.frame_capacity() <= bound, "claim {claim}");
+            }
+        }
+        // A few kilobytes that would rebuild to 60 GB, said to be 1 MiB of frames.
+        let count = 1 << 20;
+        let payload = inheriting_payload(count, value_len);
+        assert!(payload.len() < 64 << 10, "{}", payload.len());
+        let mut decoded = Decoded::default();
+        decoded.set_length_prefix(4);
+        assert!(decode(&payload, count, 1 << 20, &mut decoded).is_err());
+        assert!(decoded.frame_capacity() <= (1 << 20) + 4 * count + LOOKAHEAD_SLACK);
+        // So do the columns a search reads.
+        let mut columns = Columns::default();
+        let e =
+            decode_columns(&payload, count, 1 << 20, &[&[6 << 3 | 2]], &mut columns).unwrap_err();
+        assert!(e.0.contains("block header gives"), "{e}");
+    }
+
+    #[test]
+    fn a_frame_too_long_for_one_room_check_rebuilds_exactly() {
+        // A response of 6000 records: one shape of some 300 kB of fixed-size steps, nested
+        // messages whose lengths take two and three bytes, and a `Room` every 64 kB.
+        let mut records = Vec::new();
+        for i in 0..6000u32 {
+            let mut rr = vec![0x0a, 0x01, b'a', 0x10, 0x01, 0x18, 0x01, 0x20];
+            put_varint(&mut rr, u64::from(i));
+            rr.extend_from_slice(&[0x2a, 0x04, 10, 0, 0, 1]);
+            records.push(0x12);
+            put_varint(&mut records, rr.len() as u64);
+            records.extend_from_slice(&rr);
+        }
+        let mut frame = vec![0x08, 0x02, 0x12, 0x02, 0xaa, 0xbb];
+        frame.push(0x6a);
+        put_varint(&mut frame, records.len() as u64);
+        frame.extend_from_slice(&records);
+        let query = [0x08, 0x01, 0x12, 0x02, 0xaa, 0xbb];
+        let frames = [&query[..], &frame[..], &frame[..]];
+        let events: Vec<Event> = frames
+            .iter()
+            .map(|f| Event {
+                frame: f,
+                time_us: 1_700_000_000_000_000,
+                flags: 0,
+            })
+            .collect();
+        let mut payload = Vec::new();
+        assert!(!Encoder::new().encode(&events, &[], &mut payload));
+        let claim: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        let sections = sections(&payload).unwrap();
+        let (mut buf, mut times, mut flags) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut columns, mut opaque) = (Vec::new(), Vec::new());
+        let layout = read_layout(
+            &sections,
+            3,
+            &|_| true,
+            &mut buf,
+            (&mut times, &mut flags),
+            &mut columns,
+            &mut opaque,
+        )
+        .unwrap();
+        let rooms = layout.programs.ops.iter();
+        assert!(rooms.filter(|op| op.kind == OpKind::Room).count() > 3);
+        assert!(layout.programs.bounds.iter().all(|&b| b <= MAX_LOOKAHEAD));
+        for prefix in [0, 2, 4] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            decode(&payload, 3, claim, &mut decoded).unwrap();
+            for (i, f) in frames.iter().enumerate() {
+                assert_eq!(decoded.frame(i), *f, "frame {i}");
+            }
+            let bound = claim as usize + 3 * prefix + LOOKAHEAD_SLACK;
+            assert!(decoded.frame_capacity() <= bound);
+        }
     }
 }
