@@ -52,6 +52,12 @@ const OPAQUE_SHAPE: u64 = 0;
 
 /// Bounds that keep a hostile block from allocating without limit.
 pub const MAX_SECTION_LEN: usize = 256 << 20;
+/// The most entries (a tag with its kind, or a 0 ending a nested message) the shapes of a block
+/// hold in all, whatever its frame bytes: the tables compiled from them take under 100 bytes an
+/// entry. A block written from its frames holds no more entries than frame bytes (each entry but
+/// an end stands for a tag and a byte of its frame at least, an end for none but after a start
+/// that took two), so this binds only blocks of over 2 MiB of frames.
+pub const MAX_SHAPE_ENTRIES: usize = 1 << 21;
 const MAX_SECTIONS: usize = 4096;
 const MAX_NODES: usize = 2048;
 const MAX_DEPTH: usize = 8;
@@ -315,7 +321,9 @@ impl Encoder {
                     }
                     self.last[n] = index;
                     occs.push(self.occ[n]);
-                    self.occ[n] += 1;
+                    // Past 65,535 of one field the count wraps: the check of the block catches
+                    // what that breaks.
+                    self.occ[n] = self.occ[n].wrapping_add(1);
                     self.leaves.push(Leaf {
                         node,
                         start,
@@ -807,20 +815,48 @@ impl Op {
     }
 }
 
-/// The shapes of a block, compiled: each shape's operations, and for each shape where the value of
-/// each slot lies among its leaves (`u16::MAX` where the shape does not have it).
+/// The shapes of a block, compiled: each shape's operations, and where each value some event
+/// inherits lies among the values a shape records. Every table is linear in the shapes and their
+/// entries, which `compile_shapes` bounds.
 #[derive(Default)]
 struct Programs {
     ops: Vec<Op>,
     ranges: Vec<(u32, u32)>,
     /// Per shape, the most bytes its fixed-size steps write (values of variable length aside).
     bounds: Vec<usize>,
-    slot_pos: Vec<u16>,
-    n_slots: usize,
+    /// (shape, slot) to the place of the slot's value among the values the shape records, for
+    /// the slots some event inherits. A map rather than a shapes × slots table, which a few
+    /// hostile shapes of many fields would make quadratic.
+    slot_pos: FastMap<(u32, u32), u16>,
     /// Per shape, its leaves in order: (column, occurrence, inherited).
     leaves: Vec<Vec<(u32, u16, bool)>>,
     /// Per shape, the place among its operations of each value it records.
     recorded_ops: Vec<Vec<u32>>,
+}
+
+impl Programs {
+    /// Where the value of `slot` lies among the values `shape` records, if it records it.
+    fn recorded_at(&self, shape: u32, slot: u32) -> Option<usize> {
+        self.slot_pos.get(&(shape, slot)).map(|&p| usize::from(p))
+    }
+
+    /// About the bytes the tables take.
+    #[cfg(test)]
+    fn table_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.ops.capacity() * size_of::<Op>()
+            + self.ranges.capacity() * 8
+            + self.bounds.capacity() * 8
+            + self.slot_pos.capacity() * (size_of::<((u32, u32), u16)>() + 1)
+            + self.leaves.capacity() * 24
+            + self.leaves.iter().map(|l| l.capacity() * 8).sum::<usize>()
+            + self.recorded_ops.capacity() * 24
+            + self
+                .recorded_ops
+                .iter()
+                .map(|r| r.capacity() * 4)
+                .sum::<usize>()
+    }
 }
 
 /// The operations of a shape specialised for the shape of the event it inherits from: each run of
@@ -838,8 +874,10 @@ struct Pairs {
 }
 
 /// How many operations the specialised shapes of a block may hold, as a multiple of the block's
-/// own: past it (a hostile block pairing every shape with every other), events go the general way.
+/// own and at most: past it (a hostile block pairing every shape with every other), events go the
+/// general way.
 const MAX_PAIR_OPS_FACTOR: usize = 8;
+const MAX_PAIR_OPS: usize = 1 << 20;
 
 impl Pairs {
     /// The operations for an event of `shape` inheriting from one of `theirs`, or `None` to use
@@ -870,19 +908,22 @@ impl Pairs {
     fn compile(&mut self, programs: &Programs, shape: u32, theirs: u32) -> Option<(u32, u32)> {
         let &(start, end) = programs.ranges.get(shape as usize)?;
         let ops = programs.ops.get(start as usize..end as usize)?;
-        if self.ops.len() + ops.len() > programs.ops.len() * MAX_PAIR_OPS_FACTOR + 4096 {
+        let most = (programs.ops.len() * MAX_PAIR_OPS_FACTOR + 4096).min(MAX_PAIR_OPS);
+        if self.ops.len() + ops.len() > most {
             return None;
         }
-        let slots = programs.n_slots * theirs as usize;
-        let slot_pos = programs.slot_pos.get(slots..slots + programs.n_slots)?;
         let their_ops = programs.recorded_ops.get(theirs as usize)?;
         let first = self.ops.len() as u32;
         let mut i = 0;
         while let Some(&op) = ops.get(i) {
-            let p = match slot_pos.get(op.arg as usize) {
-                Some(&p) if op.kind == OpKind::Inherit && p != u16::MAX => usize::from(p),
+            let recorded_at = match op.kind {
+                OpKind::Inherit => programs.recorded_at(theirs, op.arg),
+                _ => None,
+            };
+            let p = match recorded_at {
+                Some(p) => p,
                 // Not inherited, or not there to inherit (an error when it runs).
-                _ => {
+                None => {
                     self.ops.push(op);
                     i += 1;
                     continue;
@@ -895,7 +936,7 @@ impl Pairs {
             while let Some(next) = ops.get(i + k) {
                 let adjacent = next.kind == OpKind::Inherit
                     && k < 32
-                    && slot_pos.get(next.arg as usize).map(|&q| usize::from(q)) == Some(p + k)
+                    && programs.recorded_at(theirs, next.arg) == Some(p + k)
                     && matches!(
                         (their_ops.get(p + k - 1), their_ops.get(p + k)),
                         (Some(&a), Some(&b)) if b == a + 1
@@ -1100,19 +1141,17 @@ pub fn decode(
     let mut columns = std::mem::take(&mut out.columns);
     let mut opaque = std::mem::take(&mut out.opaque);
     let mut frames = std::mem::take(&mut out.frames);
+    let claim = Claim { count, frame_bytes };
     let result = read_layout(
         &sections,
-        count,
+        claim,
         &|_| true,
         &mut buf,
         (&mut out.times, &mut out.flags),
         &mut columns,
         &mut opaque,
     )
-    .and_then(|layout| {
-        let rebuilt = Rebuilt { count, frame_bytes };
-        rebuild(&layout, rebuilt, &mut columns, &opaque, &mut frames, out)
-    });
+    .and_then(|layout| rebuild(&layout, claim, &mut columns, &opaque, &mut frames, out));
     // A block (a hostile one, say) that grew the buffer far past what the next needs does not
     // keep the memory.
     let used = out.ends.last().map_or(0, |&e| e as usize) + ROOM;
@@ -1129,7 +1168,7 @@ pub fn decode(
 
 /// What a block header says its frames come to: `count` events, `frame_bytes` bytes.
 #[derive(Clone, Copy)]
-struct Rebuilt {
+struct Claim {
     count: usize,
     frame_bytes: u64,
 }
@@ -1137,7 +1176,7 @@ struct Rebuilt {
 /// Rebuilds every event's frame into `frames` (`out.frames` taken out while it is written).
 fn rebuild(
     layout: &Layout,
-    Rebuilt { count, frame_bytes }: Rebuilt,
+    Claim { count, frame_bytes }: Claim,
     columns: &mut [Column],
     opaque: &[u8],
     frames: &mut Vec<u8>,
@@ -1190,18 +1229,13 @@ fn rebuild(
             // check for more as they come.
             let bound = bound + ROOM;
             room(frames, pos, bound, cap)?;
-            // The reference's leaves, and where each slot lies among them, when the event
-            // inherits.
+            // Where the reference's leaves start, and its shape, when the event inherits.
             let (theirs, ops) = match reference {
                 0 => (None, &programs.ops[ops_start as usize..ops_end as usize]),
                 r if r as usize <= index => {
                     let i = index - r as usize;
                     let their_shape = out.event_shapes[i];
-                    let slots = programs.n_slots * their_shape as usize;
-                    let theirs = programs
-                        .slot_pos
-                        .get(slots..slots + programs.n_slots)
-                        .map(|slot_pos| (out.event_leaves[i] as usize, slot_pos));
+                    let theirs = Some((out.event_leaves[i] as usize, their_shape));
                     let ops = match pairs.program(programs, shape as u32, their_shape) {
                         Some((s, e)) => &pairs.ops[s as usize..e as usize],
                         None => &programs.ops[ops_start as usize..ops_end as usize],
@@ -1283,13 +1317,12 @@ fn rebuild(
                         pos += len;
                     }
                     OpKind::Inherit => {
-                        let (leaves_at, their_slots) = theirs.ok_or_else(|| {
+                        let (leaves_at, their_shape) = theirs.ok_or_else(|| {
                             CodecError(format!("event {index} inherits without a reference"))
                         })?;
-                        let (s, e) = their_slots
-                            .get(op.arg as usize)
-                            .filter(|&&p| p != u16::MAX)
-                            .and_then(|&p| out.leaves.get(leaves_at + usize::from(p)))
+                        let (s, e) = programs
+                            .recorded_at(their_shape, op.arg)
+                            .and_then(|p| out.leaves.get(leaves_at + p))
                             .copied()
                             .ok_or_else(|| {
                                 CodecError(format!(
@@ -1443,7 +1476,7 @@ pub fn decode_columns(
     let mut columns = std::mem::take(&mut out.columns);
     let layout = read_layout(
         &sections,
-        count,
+        Claim { count, frame_bytes },
         &|key| paths.contains(&key),
         &mut buf,
         (&mut out.times, &mut out.flags),
@@ -1606,18 +1639,18 @@ struct Layout {
 /// references, and the opaque frames (into `opaque`); `buf` is scratch.
 fn read_layout(
     sections: &[Section],
-    count: usize,
+    claim: Claim,
     wanted: &dyn Fn(&[u32]) -> bool,
     buf: &mut Vec<u8>,
     (times, flags): (&mut Vec<u64>, &mut Vec<u8>),
     columns: &mut Vec<Column>,
     opaque: &mut Vec<u8>,
 ) -> Result<Layout, CodecError> {
-    read_times_and_flags(sections, count, buf, times, flags)?;
+    read_times_and_flags(sections, claim.count, buf, times, flags)?;
     let n_columns = read_columns(sections, columns, wanted)?;
     columns.truncate(n_columns);
     need_section(sections, SECTION_SHAPES, "shapes")?.read_into(buf)?;
-    let programs = compile_shapes(buf, count, columns)?;
+    let programs = compile_shapes(buf, claim, columns)?;
     let mut shape_ids = Vec::new();
     need_section(sections, SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
     let mut refs = Vec::new();
@@ -1769,7 +1802,7 @@ fn push_step(ops: &mut Vec<Op>, op: Op, steps: &mut Steps) {
 /// Compiles the shapes section: every leaf bound to its column and slot.
 fn compile_shapes(
     section: &[u8],
-    count: usize,
+    Claim { count, frame_bytes }: Claim,
     columns: &[Column],
 ) -> Result<Programs, CodecError> {
     let mut r = Reader::new(section, "shapes");
@@ -1783,9 +1816,20 @@ fn compile_shapes(
     p.leaves.push(Vec::new());
     let mut slots: FastMap<(u32, u16), u32> = FastMap::default();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
-    let mut occ: Vec<(u32, u16)> = Vec::new();
+    // Each column by its key (the first, should two have the same).
+    let mut by_key: FastMap<&[u32], u32> = FastMap::default();
+    for (i, c) in columns.iter().enumerate() {
+        by_key.entry(&c.key).or_insert(i as u32);
+    }
+    // Per column, how often the shape being compiled has had it so far, and which it has had.
+    let mut occ: Vec<u16> = vec![0; columns.len()];
+    let mut occ_seen: Vec<u32> = Vec::new();
     // The slot of every leaf operation, in order.
     let mut op_slots: Vec<u32> = Vec::new();
+    let most_entries = usize::try_from(frame_bytes)
+        .unwrap_or(usize::MAX)
+        .min(MAX_SHAPE_ENTRIES);
+    let mut entries = 0usize;
     for _ in 0..n_shapes {
         let len = r.varint()? as usize;
         let shape = section
@@ -1796,9 +1840,18 @@ fn compile_shapes(
         let mut steps = Steps::default();
         let mut shape_leaves = Vec::new();
         path.clear();
-        occ.clear();
+        for c in occ_seen.drain(..) {
+            occ[c as usize] = 0;
+        }
         let mut pos = 0;
         while pos < shape.len() {
+            // Each turn compiles one entry, or fails.
+            entries += 1;
+            if entries > most_entries {
+                return bad(format!(
+                    "the shapes hold more than {most_entries} entries (at most {MAX_SHAPE_ENTRIES}, and no more than the block's frame bytes)"
+                ));
+            }
             if shape[pos] == SHAPE_END {
                 pos += 1;
                 if path.pop().is_none() {
@@ -1831,20 +1884,16 @@ fn compile_shapes(
             }
             // An inherited value was a literal of the same field in an earlier event, so its column
             // exists too.
-            let column = columns.iter().position(|c| c.key == path).ok_or_else(|| {
+            let column = *by_key.get(path.as_slice()).ok_or_else(|| {
                 CodecError("shape names a field with no column in the block".into())
-            })? as u32;
+            })?;
             path.pop();
-            let n = match occ.iter_mut().find(|(c, _)| *c == column) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n - 1
-                }
-                None => {
-                    occ.push((column, 1));
-                    0
-                }
-            };
+            let n = occ[column as usize];
+            if n == 0 {
+                occ_seen.push(column);
+            }
+            // Wrapping past 65,535 as the encoder's count does (and as this one always did).
+            occ[column as usize] = n.wrapping_add(1);
             let next = slots.len() as u32;
             let slot = *slots.entry((column, n)).or_insert(next);
             shape_leaves.push((column, n, kind == KIND_INHERIT));
@@ -1874,12 +1923,10 @@ fn compile_shapes(
         p.bounds.push(steps.bound);
     }
     // Only the values that some event inherits are remembered while rebuilding.
-    p.n_slots = slots.len();
-    let mut inherited = vec![false; p.n_slots];
+    let mut inherited = vec![false; slots.len()];
     for op in p.ops.iter().filter(|op| op.kind == OpKind::Inherit) {
         inherited[op.arg as usize] = true;
     }
-    p.slot_pos = vec![u16::MAX; p.ranges.len() * p.n_slots];
     let mut slots_iter = op_slots.iter();
     for (shape, &(start, end)) in p.ranges.iter().enumerate() {
         let mut recorded = 0u16;
@@ -1895,7 +1942,7 @@ fn compile_shapes(
             if inherited[slot] {
                 op.record = true;
                 recorded_ops.push(i as u32);
-                p.slot_pos[shape * p.n_slots + slot] = recorded;
+                p.slot_pos.insert((shape as u32, slot as u32), recorded);
                 recorded = recorded
                     .checked_add(1)
                     .ok_or_else(|| CodecError("shape with too many fields".into()))?;
@@ -1904,6 +1951,30 @@ fn compile_shapes(
         p.recorded_ops.push(recorded_ops);
     }
     Ok(p)
+}
+
+/// A payload laid out as the encoder lays it out, from its parts, for tests: `count` events of
+/// time 0 and flags 0, and the raw shape ids, refs, shapes and columns (key and bytes) given.
+#[cfg(test)]
+pub(crate) fn crafted_payload(
+    count: usize,
+    shape_ids: &[u8],
+    refs: &[u8],
+    shapes: &[u8],
+    columns: &[(&[u8], &[u8])],
+) -> Vec<u8> {
+    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+    let mut sections = Sections::new(&mut out, &[]);
+    sections.add(SECTION_TIMES, &[], &vec![0; count], &mut scratch);
+    sections.add(SECTION_FLAGS, &[], &vec![0; count], &mut scratch);
+    sections.add(SECTION_SHAPE_IDS, &[], shape_ids, &mut scratch);
+    sections.add(SECTION_SHAPES, &[], shapes, &mut scratch);
+    sections.add(SECTION_REFS, &[], refs, &mut scratch);
+    for (key, column) in columns {
+        sections.add(SECTION_COLUMN, key, column, &mut scratch);
+    }
+    sections.finish();
+    out
 }
 
 /// A hostile payload, for tests: `count` events, the first holding field 6 with a value of
@@ -1921,21 +1992,13 @@ pub(crate) fn inheriting_payload(count: usize, value_len: usize) -> Vec<u8> {
     let mut column = Vec::new();
     put_varint(&mut column, value_len as u64);
     column.resize(column.len() + value_len, b'x');
-    let (mut out, mut scratch) = (Vec::new(), Vec::new());
-    let mut sections = Sections::new(&mut out, &[]);
-    sections.add(SECTION_TIMES, &[], &vec![0; count], &mut scratch);
-    sections.add(SECTION_FLAGS, &[], &vec![0; count], &mut scratch);
-    sections.add(SECTION_SHAPE_IDS, &[], &shape_ids, &mut scratch);
-    sections.add(SECTION_SHAPES, &[], &shapes, &mut scratch);
-    sections.add(SECTION_REFS, &[], &refs, &mut scratch);
-    sections.add(SECTION_COLUMN, &[TAG], &column, &mut scratch);
-    sections.finish();
-    out
+    crafted_payload(count, &shape_ids, &refs, &shapes, &[(&[TAG], &column)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::block::MAX_FRAME_BYTES;
     use crate::frame::{FrameReader, FrameWidth};
 
     fn sample(name: &str) -> Vec<Vec<u8>> {
@@ -2163,7 +2226,7 @@ mod tests {
             let bound = (each + prefix) * count + LOOKAHEAD_SLACK;
             assert!(decoded.frame_capacity() <= bound);
             // A header that says less: refused before the buffer grows past what it says.
-            for claim in [0, each as u64, whole - 1] {
+            for claim in [2, each as u64, whole - 1] {
                 let mut decoded = Decoded::default();
                 decoded.set_length_prefix(prefix);
                 let e = decode(&payload, count, claim, &mut decoded).unwrap_err();
@@ -2222,7 +2285,10 @@ mod tests {
         let (mut columns, mut opaque) = (Vec::new(), Vec::new());
         let layout = read_layout(
             &sections,
-            3,
+            Claim {
+                count: 3,
+                frame_bytes: claim,
+            },
             &|_| true,
             &mut buf,
             (&mut times, &mut flags),
@@ -2243,5 +2309,84 @@ mod tests {
             let bound = claim as usize + 3 * prefix + LOOKAHEAD_SLACK;
             assert!(decoded.frame_capacity() <= bound);
         }
+    }
+
+    /// Varint columns for fields 1..=n, keyed as the encoder keys them.
+    fn varint_columns(n: u32) -> Vec<Column> {
+        (1..=n)
+            .map(|field| Column {
+                key: vec![field << 3],
+                ..Column::default()
+            })
+            .collect()
+    }
+
+    /// A shape of `entries` varint fields of kind `kind`, going round fields 1..=`fields`.
+    fn shape_of(entries: usize, fields: u32, kind: u8, out: &mut Vec<u8>) {
+        let mut shape = Vec::new();
+        for i in 0..entries {
+            put_varint(&mut shape, u64::from((i as u32 % fields + 1) << 3));
+            shape.push(kind);
+        }
+        put_varint(out, shape.len() as u64);
+        out.extend_from_slice(&shape);
+    }
+
+    fn claim(count: usize, frame_bytes: u64) -> Claim {
+        Claim { count, frame_bytes }
+    }
+
+    #[test]
+    fn shapes_of_more_entries_than_a_block_holds_are_refused() {
+        let columns = varint_columns(64);
+        // At most MAX_SHAPE_ENTRIES whatever the header says,
+        let mut section = vec![1];
+        shape_of(MAX_SHAPE_ENTRIES, 64, KIND_LITERAL, &mut section);
+        assert!(compile_shapes(&section, claim(1, MAX_FRAME_BYTES), &columns).is_ok());
+        let mut section = vec![1];
+        shape_of(MAX_SHAPE_ENTRIES + 1, 64, KIND_LITERAL, &mut section);
+        let e = compile_shapes(&section, claim(1, MAX_FRAME_BYTES), &columns).err();
+        assert!(e.is_some_and(|e| e.0.contains("entries")));
+        // and no more than the frame bytes it says.
+        let mut section = vec![2];
+        shape_of(600, 1, KIND_LITERAL, &mut section);
+        shape_of(400, 1, KIND_INHERIT, &mut section);
+        assert!(compile_shapes(&section, claim(2, 1000), &columns).is_ok());
+        let e = compile_shapes(&section, claim(2, 999), &columns).err();
+        assert!(e.is_some_and(|e| e.0.contains("entries")));
+        // The same from a whole payload, a few kilobytes of it.
+        let column = vec![0; 2];
+        let payload = crafted_payload(2, &[1, 2], &[0, 1], &section, &[(&[0x08], &column)]);
+        let e = decode(&payload, 2, 999, &mut Decoded::default()).unwrap_err();
+        assert!(e.0.contains("entries"), "{e}");
+    }
+
+    #[test]
+    fn shapes_of_many_inherited_fields_compile_to_tables_linear_in_their_entries() {
+        // One shape of 960,000 fields (60,000 of each of 16), one inheriting 60,000 of them,
+        // and 100,000 shapes of one field: a shapes × (field, occurrence) table, as it was,
+        // would take 190 GB.
+        let columns = varint_columns(16);
+        let (wide, inheriting, narrow) = (960_000, 60_000, 100_000);
+        let mut section = Vec::new();
+        put_varint(&mut section, 2 + narrow as u64);
+        shape_of(wide, 16, KIND_LITERAL, &mut section);
+        shape_of(inheriting, 16, KIND_INHERIT, &mut section);
+        for _ in 0..narrow {
+            shape_of(1, 16, KIND_LITERAL, &mut section);
+        }
+        let shapes = 2 + narrow;
+        let entries = wide + inheriting + narrow;
+        let programs = compile_shapes(&section, claim(shapes, MAX_FRAME_BYTES), &columns).unwrap();
+        assert_eq!(programs.ranges.len(), shapes + 1);
+        // Each inherited value where each shape records it: the wide shape and the inheriting
+        // one record 60,000 each, every narrow one its field.
+        assert_eq!(programs.slot_pos.len(), 2 * inheriting + narrow);
+        let bytes = programs.table_bytes();
+        eprintln!(
+            "{entries} entries, {shapes} shapes: {bytes} bytes of tables, {:.1} an entry",
+            bytes as f64 / entries as f64
+        );
+        assert!(bytes < 64 * entries + 64 * shapes, "{bytes}");
     }
 }
