@@ -50,7 +50,10 @@ const SHAPE_END: u8 = 0;
 /// Shape id of an opaque frame.
 const OPAQUE_SHAPE: u64 = 0;
 
-/// Bounds that keep a hostile block from allocating without limit.
+/// Bounds that keep a hostile block from allocating without limit. The raw lengths of a payload's
+/// sections add up to at most this: a decode holds every section it reads decompressed at once,
+/// and LZ4 expands up to 255 times, so that a bound on each alone let a payload of 256 MiB hold
+/// some 64 GiB of them.
 pub const MAX_SECTION_LEN: usize = 256 << 20;
 /// The most entries (a tag with its kind, or a 0 ending a nested message) the shapes of a block
 /// hold in all, whatever its frame bytes: the tables compiled from them take under 100 bytes an
@@ -618,6 +621,7 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
     }
     let mut pos = 2;
     let mut entries = Vec::with_capacity(count);
+    let mut raw_total = 0usize;
     for _ in 0..count {
         let Some(&[kind, storage, key_len]) = payload.get(pos..pos + 3) else {
             return bad("section directory runs past the payload");
@@ -638,6 +642,12 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
             || (storage == STORED_PLAIN && raw_len != stored_len)
         {
             return bad(format!("section of kind {kind} has storage {storage}, raw length {raw_len}, stored length {stored_len}"));
+        }
+        raw_total += raw_len;
+        if raw_total > MAX_SECTION_LEN {
+            return bad(format!(
+                "the sections' raw lengths add up to more than {MAX_SECTION_LEN} bytes"
+            ));
         }
         entries.push((kind, storage == STORED_LZ4, key, raw_len, stored_len));
     }
@@ -2334,6 +2344,27 @@ mod tests {
 
     fn claim(count: usize, frame_bytes: u64) -> Claim {
         Claim { count, frame_bytes }
+    }
+
+    #[test]
+    fn sections_decompressing_to_more_than_a_payload_holds_are_refused_before_any_is() {
+        // 300 columns of a mebibyte of zeros each, some 4 kB compressed: within the bound for
+        // each section, not together.
+        let zeros = vec![0; 1 << 20];
+        let zero_columns: Vec<(&[u8], &[u8])> =
+            (0..300).map(|_| (&[0x08][..], &zeros[..])).collect();
+        let payload = crafted_payload(1, &[0], &[0], &[0], &zero_columns);
+        assert!(payload.len() < 2 << 20, "{}", payload.len());
+        let e = sections(&payload).unwrap_err();
+        assert!(e.0.contains("add up to more than"), "{e}");
+        let mut decoded = Decoded::default();
+        assert!(decode(&payload, 1, 1, &mut decoded).is_err());
+        assert!(decoded.columns.iter().all(|c| c.data.capacity() == 0));
+        let mut columns = Columns::default();
+        assert!(decode_columns(&payload, 1, 1, &[&[0x08]], &mut columns).is_err());
+        // As many as the bound allows are read.
+        let payload = crafted_payload(1, &[0], &[0], &[0], &zero_columns[..255]);
+        assert!(sections(&payload).is_ok());
     }
 
     #[test]
