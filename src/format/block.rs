@@ -112,15 +112,20 @@ impl BlockHeader {
             payload_crc: u32_at(b, PAYLOAD_CRC_OFFSET),
             undecodable: u32_at(b, UNDECODABLE_OFFSET),
         };
-        if h.event_count > MAX_EVENTS
-            || h.frame_bytes > MAX_FRAME_BYTES
-            || h.payload_len > MAX_PAYLOAD_LEN
-            || h.min_time_us > h.max_time_us
-            || h.undecodable > h.event_count
-        {
+        if !h.in_bounds() {
             return Err(HeaderError::Bounds);
         }
         Ok(h)
+    }
+
+    /// Whether the counts, lengths and times are within the bounds of a valid header (FORMAT.md,
+    /// "Block header"): what a reader may allocate for the block rests on them.
+    pub fn in_bounds(&self) -> bool {
+        self.event_count <= MAX_EVENTS
+            && self.frame_bytes <= MAX_FRAME_BYTES
+            && self.payload_len <= MAX_PAYLOAD_LEN
+            && self.min_time_us <= self.max_time_us
+            && self.undecodable <= self.event_count
     }
 
     /// Header plus payload.
