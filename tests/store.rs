@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use dstore::format::block::BLOCK_HEADER_LEN;
+use dstore::format::block::{BLOCK_HEADER_LEN, MAX_FRAME_BYTES};
 use dstore::format::segment::{FILE_HEADER_LEN, TRAILER_LEN};
 use dstore::format::{
     scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
@@ -461,4 +461,174 @@ fn degraded_blocks_keep_every_event_exactly_and_have_no_summary() {
             assert!(segment.read_summary(block, &mut buf).is_none(), "{name}");
         }
     }
+}
+
+#[test]
+fn a_writer_starts_a_new_block_rather_than_pass_the_frame_bytes_bound() {
+    let dir = Scratch::new("frame-bound");
+    // Blocks that would otherwise take every frame.
+    let options = WriterOptions {
+        block_bytes: usize::MAX,
+        ..WriterOptions::default()
+    };
+    let (mut w, _) = StoreWriter::open(&dir.0, options).expect("open store");
+    // Opaque frames, the cheap form: the bound is the writer's, whatever the form.
+    w.set_degraded(true);
+    let third = MAX_FRAME_BYTES as usize / 3 + 1;
+    let frames: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; third]).collect();
+    for (i, f) in frames[..3].iter().enumerate() {
+        w.append(f, 1_700_000_000_000_000 + i as u64)
+            .expect("append");
+    }
+    // A batch that would take the block past the bound goes in one by one.
+    let batch = frames[3..].concat();
+    let ends = [third as u32, 2 * third as u32];
+    w.append_batch(
+        batch,
+        &ends,
+        &[1_700_000_000_000_003, 1_700_000_000_000_004],
+    )
+    .expect("append batch");
+    // A frame longer than a block holds is refused, and the writer goes on.
+    let too_long = vec![0u8; MAX_FRAME_BYTES as usize + 1];
+    let e = w
+        .append(&too_long, 1_700_000_000_000_005)
+        .expect_err("refused");
+    assert!(e.to_string().contains("longer than"), "{e}");
+    let stats = w.close().expect("close");
+    assert_eq!(stats.events, 5);
+    let path = &segment_paths(&dir.0).expect("list")[0];
+    let segment = Segment::open(path).expect("open segment");
+    let sizes: Vec<u64> = segment
+        .blocks
+        .iter()
+        .map(|b| b.header.frame_bytes)
+        .collect();
+    let third = third as u64;
+    assert_eq!(sizes, [2 * third, 2 * third, third]);
+    let (read, errors) = read_segment(path);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(read == frames, "the frames read back differ");
+}
+
+#[test]
+fn import_skips_a_frame_longer_than_a_block_holds_says_so_and_keeps_the_rest() {
+    let dir = Scratch::new("import-too-long");
+    let store = dir.path("store");
+    let store = store.to_str().expect("utf-8 path");
+    let input = dir.path("frames.pb");
+    let frames = [
+        vec![0x08, 0x01],
+        vec![0u8; MAX_FRAME_BYTES as usize + 1],
+        vec![0x08, 0x02],
+    ];
+    let mut bytes = Vec::new();
+    for f in &frames {
+        bytes.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(f);
+    }
+    std::fs::write(&input, &bytes).expect("write input");
+    drop(bytes);
+    let o = run(&[
+        "import",
+        "--frame4",
+        "--storage-dir",
+        store,
+        input.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "the frame at offset 6 is {} bytes",
+            MAX_FRAME_BYTES + 1
+        )) && err.contains("skipped")
+            && err.contains("imported 2 events"),
+        "{err}"
+    );
+    let path = &segment_paths(Path::new(store)).expect("list")[0];
+    let (read, errors) = read_segment(path);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(read, [frames[0].clone(), frames[2].clone()]);
+}
+
+/// A block payload built from FORMAT.md alone, its sections stored plain: `count` events, the
+/// first holding field 6 with a value of `value_len` bytes and each later one inheriting it from
+/// the one before.
+fn inheriting_payload(count: usize, value_len: usize) -> Vec<u8> {
+    const TAG: u8 = 6 << 3 | 2;
+    let (literal, inherited) = (0, 1);
+    let mut shape_ids = vec![2; count];
+    let mut refs = vec![1; count];
+    (shape_ids[0], refs[0]) = (1, 0);
+    let mut column = vec![0x80 | (value_len & 0x7f) as u8, (value_len >> 7) as u8];
+    assert!(value_len < 1 << 14);
+    column.resize(2 + value_len, b'x');
+    let sections: [(u8, &[u8], &[u8]); 6] = [
+        (1, &[], &vec![0; count]),
+        (2, &[], &vec![0; count]),
+        (3, &[], &shape_ids),
+        (4, &[], &[2, 2, TAG, literal, 2, TAG, inherited]),
+        (5, &[], &refs),
+        (7, &[TAG], &column),
+    ];
+    let mut payload = (sections.len() as u16).to_le_bytes().to_vec();
+    for (kind, key, body) in sections {
+        payload.extend_from_slice(&[kind, 0, key.len() as u8]);
+        payload.extend_from_slice(key);
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        payload.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    }
+    for (_, _, body) in sections {
+        payload.extend_from_slice(body);
+    }
+    payload
+}
+
+#[test]
+fn a_block_rebuilding_to_more_frame_bytes_than_its_header_says_is_skipped_as_damage() {
+    use dstore::format::block::{encode_block, BlockHeader};
+    use dstore::format::codec::{Encoder, Event};
+    use dstore::format::segment::SegmentWriter;
+
+    let dir = Scratch::new("expanding");
+    let path = dir.path("0000000001-20260101T000000Z.dst");
+    let mut w = SegmentWriter::create(&path, 1_700_000_000_000_000).expect("create segment");
+    let frames = [vec![0x08, 0x01], vec![0x08, 0x02]];
+    let good = |frame: &[u8], w: &mut SegmentWriter| {
+        let event = Event {
+            frame,
+            time_us: 1_700_000_000_000_000,
+            flags: 0,
+        };
+        let mut block = Vec::new();
+        let (header, _) = encode_block(&mut Encoder::new(), &[event], &[], true, &mut block);
+        w.append(&block, header).expect("append");
+    };
+    good(&frames[0], &mut w);
+    // 100,000 events of 10 kB each (1 GB) from 0.4 MB of payload, in a block said to hold 1 MiB of
+    // frames.
+    let hostile_at = w.len();
+    let payload = inheriting_payload(100_000, 10_000);
+    let header = BlockHeader {
+        event_count: 100_000,
+        min_time_us: 1_700_000_000_000_000,
+        max_time_us: 1_700_000_000_000_000,
+        frame_bytes: 1 << 20,
+        payload_len: payload.len() as u32,
+        payload_crc: crc32fast::hash(&payload),
+        undecodable: 0,
+    };
+    w.append(&[&header.encode()[..], &payload].concat(), header)
+        .expect("append");
+    good(&frames[1], &mut w);
+    w.seal().expect("seal");
+    let (read, errors) = read_segment(&path);
+    assert_eq!(read, frames);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains(&format!("block at offset {hostile_at}"))
+            && errors[0].contains("more than the 1048576 bytes the block header gives"),
+        "{errors:?}"
+    );
 }

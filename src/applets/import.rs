@@ -1,6 +1,7 @@
 //! `dstore import`: reads files of length-prefixed PowerDNS protobuf frames into the store.
 
 use crate::config::StoreArgs;
+use crate::format::block::MAX_FRAME_BYTES;
 use crate::format::store::now_us;
 use crate::format::{Recovery, StoreWriter, WriterOptions};
 use crate::frame::{FrameReader, FrameWidth};
@@ -68,6 +69,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let started = Instant::now();
     let mut input_bytes = 0u64;
     let mut truncated = 0;
+    let mut too_long = 0u64;
     let mut failed = None;
     let (mut frames_read, mut read_at) = (0u64, 0);
     for (name, input, total) in inputs {
@@ -89,6 +91,15 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
                 read_at = now_us();
             }
             frames_read += 1;
+            if frame.len() as u64 > MAX_FRAME_BYTES {
+                let len = frame.len();
+                eprintln!(
+                    "dstore import: {name}: the frame at offset {} is {len} bytes, longer than the {MAX_FRAME_BYTES} bytes a block holds; skipped",
+                    reader.offset() - (width.prefix_len() + len) as u64
+                );
+                too_long += 1;
+                continue;
+            }
             writer
                 .append(frame, read_at)
                 .context("cannot write to the store")?;
@@ -151,6 +162,10 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     }
     match failed {
         Some(e) => Err(e),
+        // Every other frame is in; the error says that some were not.
+        None if too_long > 0 => Err(anyhow::anyhow!(
+            "{too_long} frame(s) longer than {MAX_FRAME_BYTES} bytes were not imported"
+        )),
         None => Ok(ExitCode::SUCCESS),
     }
 }

@@ -2,6 +2,7 @@
 //! `IngestConfig`, then the daemon.
 
 use crate::config::{parse_conf_with, StoreArgs};
+use crate::format::block::MAX_FRAME_BYTES;
 use crate::format::WriterOptions;
 use crate::frame::FrameWidth;
 use crate::ingest::{self, IngestConfig};
@@ -48,7 +49,7 @@ struct Args {
     /// Most connections at once; accepting resumes below it
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
-    /// Longest frame accepted on 4-byte listeners, in bytes
+    /// Longest frame accepted on 4-byte listeners, in bytes (at most 134217728, 128 MiB)
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     max_frame: usize,
     /// Keep at most N answer records per response (1.x answer-limit)
@@ -203,6 +204,9 @@ fn config(args: &Args, conf: &BTreeMap<String, String>) -> Result<IngestConfig> 
     if max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
+    if args.max_frame as u64 > MAX_FRAME_BYTES {
+        bail!("--max-frame must be at most {MAX_FRAME_BYTES}, the longest frame a store holds");
+    }
     Ok(IngestConfig {
         storage_dir,
         listen,
@@ -250,6 +254,24 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_max_frame_longer_than_a_block_holds_is_refused() {
+        let conf = BTreeMap::new();
+        let args = |n: u64| {
+            Args::try_parse_from([
+                "ingest",
+                "--storage-dir",
+                "/tmp/x",
+                "--max-frame",
+                &n.to_string(),
+            ])
+            .unwrap()
+        };
+        assert!(config(&args(MAX_FRAME_BYTES), &conf).is_ok());
+        let e = config(&args(MAX_FRAME_BYTES + 1), &conf).unwrap_err();
+        assert!(e.to_string().contains("--max-frame"), "{e}");
+    }
 
     #[test]
     fn intervals() {

@@ -23,6 +23,11 @@ pub const BLOCK_HEADER_LEN: usize = HEADER_CRC_OFFSET + 4;
 /// beyond its own checksum.
 pub const MAX_PAYLOAD_LEN: u32 = 256 << 20;
 pub const MAX_EVENTS: u32 = 1 << 20;
+/// The most frame bytes a block holds, and so the longest frame a store takes: what a reader may
+/// set aside to rebuild a block's frames. Half the payload bound, so that a block of frames that
+/// do not compress still fits its payload with the per-event sections and the summary beside them.
+/// A writer starts a new block rather than pass it.
+pub const MAX_FRAME_BYTES: u64 = 128 << 20;
 
 /// What a block header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,14 +112,20 @@ impl BlockHeader {
             payload_crc: u32_at(b, PAYLOAD_CRC_OFFSET),
             undecodable: u32_at(b, UNDECODABLE_OFFSET),
         };
-        if h.event_count > MAX_EVENTS
-            || h.payload_len > MAX_PAYLOAD_LEN
-            || h.min_time_us > h.max_time_us
-            || h.undecodable > h.event_count
-        {
+        if !h.in_bounds() {
             return Err(HeaderError::Bounds);
         }
         Ok(h)
+    }
+
+    /// Whether the counts, lengths and times are within the bounds of a valid header (FORMAT.md,
+    /// "Block header"): what a reader may allocate for the block rests on them.
+    pub fn in_bounds(&self) -> bool {
+        self.event_count <= MAX_EVENTS
+            && self.frame_bytes <= MAX_FRAME_BYTES
+            && self.payload_len <= MAX_PAYLOAD_LEN
+            && self.min_time_us <= self.max_time_us
+            && self.undecodable <= self.event_count
     }
 
     /// Header plus payload.
@@ -200,8 +211,14 @@ pub fn decode_payload_columns(
     out: &mut codec::Columns,
 ) -> Result<bool, PayloadError> {
     check_payload(header, payload)?;
-    codec::decode_columns(payload, header.event_count as usize, paths, out)
-        .map_err(PayloadError::Codec)
+    codec::decode_columns(
+        payload,
+        header.event_count as usize,
+        header.frame_bytes,
+        paths,
+        out,
+    )
+    .map_err(PayloadError::Codec)
 }
 
 /// Verifies the payload's checksum, then decodes it.
@@ -217,5 +234,70 @@ pub fn decode_payload(
             .min(MAX_PAYLOAD_LEN as usize * 4),
         header.event_count as usize,
     );
-    codec::decode(payload, header.event_count as usize, out).map_err(PayloadError::Codec)
+    codec::decode(
+        payload,
+        header.event_count as usize,
+        header.frame_bytes,
+        out,
+    )
+    .map_err(PayloadError::Codec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(frame_bytes: u64) -> BlockHeader {
+        BlockHeader {
+            event_count: 1,
+            min_time_us: 1,
+            max_time_us: 2,
+            frame_bytes,
+            payload_len: 0,
+            payload_crc: 0,
+            undecodable: 0,
+        }
+    }
+
+    #[test]
+    fn a_payload_expanding_past_its_headers_frame_bytes_is_damage_within_what_it_says() {
+        // A million events inheriting 60 kB each: 60 GB from a few kilobytes of payload, in a
+        // block whose header says the most a block holds, 128 MiB.
+        let count = MAX_EVENTS as usize;
+        let payload = codec::inheriting_payload(count, 60_000);
+        let header = BlockHeader {
+            event_count: MAX_EVENTS,
+            min_time_us: 0,
+            max_time_us: 0,
+            frame_bytes: MAX_FRAME_BYTES,
+            payload_len: payload.len() as u32,
+            payload_crc: crc32fast::hash(&payload),
+            undecodable: 0,
+        };
+        let header = BlockHeader::decode(&header.encode()).expect("a valid header");
+        for prefix in [0, 4] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            match decode_payload(&header, &payload, &mut decoded) {
+                Err(PayloadError::Codec(e)) => assert!(e.0.contains("block header"), "{e}"),
+                other => panic!("decoded: {other:?}"),
+            }
+            // The frames as the header gives them, their prefixes and the decoder's lookahead.
+            let bound = MAX_FRAME_BYTES as usize + prefix * count + (1 << 20);
+            assert!(decoded.frame_capacity() <= bound, "{prefix}");
+        }
+    }
+
+    #[test]
+    fn a_header_claiming_more_frame_bytes_than_a_block_holds_is_out_of_bounds() {
+        let at_bound = header(MAX_FRAME_BYTES);
+        assert_eq!(BlockHeader::decode(&at_bound.encode()), Ok(at_bound));
+        for frame_bytes in [MAX_FRAME_BYTES + 1, u64::from(u32::MAX) + 64, u64::MAX] {
+            assert_eq!(
+                BlockHeader::decode(&header(frame_bytes).encode()),
+                Err(HeaderError::Bounds),
+                "{frame_bytes}"
+            );
+        }
+    }
 }

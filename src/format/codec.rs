@@ -50,8 +50,17 @@ const SHAPE_END: u8 = 0;
 /// Shape id of an opaque frame.
 const OPAQUE_SHAPE: u64 = 0;
 
-/// Bounds that keep a hostile block from allocating without limit.
+/// Bounds that keep a hostile block from allocating without limit. The raw lengths of a payload's
+/// sections add up to at most this: a decode holds every section it reads decompressed at once,
+/// and LZ4 expands up to 255 times, so that a bound on each alone let a payload of 256 MiB hold
+/// some 64 GiB of them.
 pub const MAX_SECTION_LEN: usize = 256 << 20;
+/// The most entries (a tag with its kind, or a 0 ending a nested message) the shapes of a block
+/// hold in all, whatever its frame bytes: the tables compiled from them take under 100 bytes an
+/// entry. A block written from its frames holds no more entries than frame bytes (each entry but
+/// an end stands for a tag and a byte of its frame at least, an end for none but after a start
+/// that took two), so this binds only blocks of over 2 MiB of frames.
+pub const MAX_SHAPE_ENTRIES: usize = 1 << 21;
 const MAX_SECTIONS: usize = 4096;
 const MAX_NODES: usize = 2048;
 const MAX_DEPTH: usize = 8;
@@ -156,7 +165,8 @@ impl Encoder {
         let start = out.len();
         self.encode_columns(events, summary, out);
         let mut check = self.verify.take().unwrap_or_default();
-        let same = decode(&out[start..], events.len(), &mut check).is_ok()
+        let frame_bytes = events.iter().map(|e| e.frame.len() as u64).sum();
+        let same = decode(&out[start..], events.len(), frame_bytes, &mut check).is_ok()
             && check.len() == events.len()
             && events.iter().enumerate().all(|(i, e)| {
                 check.frame(i) == e.frame
@@ -314,7 +324,9 @@ impl Encoder {
                     }
                     self.last[n] = index;
                     occs.push(self.occ[n]);
-                    self.occ[n] += 1;
+                    // Past 65,535 of one field the count wraps: the check of the block catches
+                    // what that breaks.
+                    self.occ[n] = self.occ[n].wrapping_add(1);
                     self.leaves.push(Leaf {
                         node,
                         start,
@@ -609,6 +621,7 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
     }
     let mut pos = 2;
     let mut entries = Vec::with_capacity(count);
+    let mut raw_total = 0usize;
     for _ in 0..count {
         let Some(&[kind, storage, key_len]) = payload.get(pos..pos + 3) else {
             return bad("section directory runs past the payload");
@@ -629,6 +642,12 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
             || (storage == STORED_PLAIN && raw_len != stored_len)
         {
             return bad(format!("section of kind {kind} has storage {storage}, raw length {raw_len}, stored length {stored_len}"));
+        }
+        raw_total += raw_len;
+        if raw_total > MAX_SECTION_LEN {
+            return bad(format!(
+                "the sections' raw lengths add up to more than {MAX_SECTION_LEN} bytes"
+            ));
         }
         entries.push((kind, storage == STORED_LZ4, key, raw_len, stored_len));
     }
@@ -719,6 +738,12 @@ impl Decoded {
         self.frames.get(start..*self.ends.get(end - 1)? as usize)
     }
 
+    /// The bytes set aside for frames: the most a decode has allocated for them.
+    #[cfg(test)]
+    pub(crate) fn frame_capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
     /// Makes room for a block of `frame_bytes` bytes of frames in `events` events (the figures of
     /// its header), so that the frames are not moved as they grow. A hint only, and bounded (the
     /// header is not covered by the payload's checksum): the decoder checks room itself.
@@ -728,6 +753,7 @@ impl Decoded {
             .saturating_add(ROOM)
             .min(MAX_RESERVE);
         if self.frames.len() < want {
+            self.frames.reserve_exact(want - self.frames.len());
             self.frames.resize(want, 0);
         }
     }
@@ -764,6 +790,9 @@ enum OpKind {
     Inherit,
     /// Inherited values that lie back to back in the reference: one copy (see `Pairs`).
     Copy,
+    /// Makes room for the fixed-size steps that follow, in a shape too long for one room check
+    /// (see `MAX_LOOKAHEAD`).
+    Room,
 }
 
 /// One step of rebuilding a frame. `record` says whether some event of the block inherits this
@@ -796,20 +825,48 @@ impl Op {
     }
 }
 
-/// The shapes of a block, compiled: each shape's operations, and for each shape where the value of
-/// each slot lies among its leaves (`u16::MAX` where the shape does not have it).
+/// The shapes of a block, compiled: each shape's operations, and where each value some event
+/// inherits lies among the values a shape records. Every table is linear in the shapes and their
+/// entries, which `compile_shapes` bounds.
 #[derive(Default)]
 struct Programs {
     ops: Vec<Op>,
     ranges: Vec<(u32, u32)>,
     /// Per shape, the most bytes its fixed-size steps write (values of variable length aside).
     bounds: Vec<usize>,
-    slot_pos: Vec<u16>,
-    n_slots: usize,
+    /// (shape, slot) to the place of the slot's value among the values the shape records, for
+    /// the slots some event inherits. A map rather than a shapes × slots table, which a few
+    /// hostile shapes of many fields would make quadratic.
+    slot_pos: FastMap<(u32, u32), u16>,
     /// Per shape, its leaves in order: (column, occurrence, inherited).
     leaves: Vec<Vec<(u32, u16, bool)>>,
     /// Per shape, the place among its operations of each value it records.
     recorded_ops: Vec<Vec<u32>>,
+}
+
+impl Programs {
+    /// Where the value of `slot` lies among the values `shape` records, if it records it.
+    fn recorded_at(&self, shape: u32, slot: u32) -> Option<usize> {
+        self.slot_pos.get(&(shape, slot)).map(|&p| usize::from(p))
+    }
+
+    /// About the bytes the tables take.
+    #[cfg(test)]
+    fn table_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.ops.capacity() * size_of::<Op>()
+            + self.ranges.capacity() * 8
+            + self.bounds.capacity() * 8
+            + self.slot_pos.capacity() * (size_of::<((u32, u32), u16)>() + 1)
+            + self.leaves.capacity() * 24
+            + self.leaves.iter().map(|l| l.capacity() * 8).sum::<usize>()
+            + self.recorded_ops.capacity() * 24
+            + self
+                .recorded_ops
+                .iter()
+                .map(|r| r.capacity() * 4)
+                .sum::<usize>()
+    }
 }
 
 /// The operations of a shape specialised for the shape of the event it inherits from: each run of
@@ -827,8 +884,10 @@ struct Pairs {
 }
 
 /// How many operations the specialised shapes of a block may hold, as a multiple of the block's
-/// own: past it (a hostile block pairing every shape with every other), events go the general way.
+/// own and at most: past it (a hostile block pairing every shape with every other), events go the
+/// general way.
 const MAX_PAIR_OPS_FACTOR: usize = 8;
+const MAX_PAIR_OPS: usize = 1 << 20;
 
 impl Pairs {
     /// The operations for an event of `shape` inheriting from one of `theirs`, or `None` to use
@@ -859,19 +918,22 @@ impl Pairs {
     fn compile(&mut self, programs: &Programs, shape: u32, theirs: u32) -> Option<(u32, u32)> {
         let &(start, end) = programs.ranges.get(shape as usize)?;
         let ops = programs.ops.get(start as usize..end as usize)?;
-        if self.ops.len() + ops.len() > programs.ops.len() * MAX_PAIR_OPS_FACTOR + 4096 {
+        let most = (programs.ops.len() * MAX_PAIR_OPS_FACTOR + 4096).min(MAX_PAIR_OPS);
+        if self.ops.len() + ops.len() > most {
             return None;
         }
-        let slots = programs.n_slots * theirs as usize;
-        let slot_pos = programs.slot_pos.get(slots..slots + programs.n_slots)?;
         let their_ops = programs.recorded_ops.get(theirs as usize)?;
         let first = self.ops.len() as u32;
         let mut i = 0;
         while let Some(&op) = ops.get(i) {
-            let p = match slot_pos.get(op.arg as usize) {
-                Some(&p) if op.kind == OpKind::Inherit && p != u16::MAX => usize::from(p),
+            let recorded_at = match op.kind {
+                OpKind::Inherit => programs.recorded_at(theirs, op.arg),
+                _ => None,
+            };
+            let p = match recorded_at {
+                Some(p) => p,
                 // Not inherited, or not there to inherit (an error when it runs).
-                _ => {
+                None => {
                     self.ops.push(op);
                     i += 1;
                     continue;
@@ -884,7 +946,7 @@ impl Pairs {
             while let Some(next) = ops.get(i + k) {
                 let adjacent = next.kind == OpKind::Inherit
                     && k < 32
-                    && slot_pos.get(next.arg as usize).map(|&q| usize::from(q)) == Some(p + k)
+                    && programs.recorded_at(theirs, next.arg) == Some(p + k)
                     && matches!(
                         (their_ops.get(p + k - 1), their_ops.get(p + k)),
                         (Some(&a), Some(&b)) if b == a + 1
@@ -960,24 +1022,42 @@ const ROOM: usize = 64;
 const MAX_RESERVE: usize = 16 << 20;
 /// Past this, a decode that needed less than half of `frames` gives the rest back.
 const KEEP_FRAMES: usize = 32 << 20;
+/// The most room a shape's fixed-size steps ask for at once: a longer shape asks again on the way
+/// (`OpKind::Room`). Bounds how far past the frames themselves a decode looks ahead, so that the
+/// frame buffer never grows much past what the block header says.
+const MAX_LOOKAHEAD: usize = 64 << 10;
+/// How far past the header's figure for the frames the frame buffer may reach: a room check asks
+/// for at most `MAX_LOOKAHEAD` and `ROOM` past bytes it is sure to write, and `ROOM` is kept spare.
+const LOOKAHEAD_SLACK: usize = MAX_LOOKAHEAD + 2 * ROOM;
 
-/// Makes `frames[pos..pos + n]` exist. `pos` never passes `frames.len()`.
+/// Makes `frames[pos..pos + n]` exist, `frames` never growing past `cap`. `pos` never passes
+/// `frames.len()`.
 #[inline(always)]
-fn room(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+fn room(frames: &mut Vec<u8>, pos: usize, n: usize, cap: usize) -> Result<(), CodecError> {
     if frames.len() - pos < n {
-        return grow(frames, pos, n);
+        return grow(frames, pos, n, cap);
     }
     Ok(())
 }
 
+/// The frame buffer's only growth, and so where a block that rebuilds to more than its header
+/// says is stopped: before it is allocated, however far its references would expand it.
 #[cold]
 #[inline(never)]
-fn grow(frames: &mut Vec<u8>, pos: usize, n: usize) -> Result<(), CodecError> {
+fn grow(frames: &mut Vec<u8>, pos: usize, n: usize, cap: usize) -> Result<(), CodecError> {
     let need = pos.saturating_add(n);
-    if need > u32::MAX as usize + ROOM {
-        return bad("block holds more than 4 GiB of frames");
+    if need > cap {
+        return bad(format!(
+            "the frames rebuild to more than the {} bytes the block header gives",
+            cap.saturating_sub(LOOKAHEAD_SLACK)
+        ));
     }
-    frames.resize(need.max(frames.len().saturating_mul(2)).max(1 << 16), 0);
+    let len = need
+        .max(frames.len().saturating_mul(2))
+        .max(1 << 16)
+        .min(cap);
+    frames.reserve_exact(len - frames.len());
+    frames.resize(len, 0);
     Ok(())
 }
 
@@ -1050,8 +1130,15 @@ fn copy_back(frames: &mut [u8], s: usize, n: usize, pos: usize) {
     }
 }
 
-/// Decodes a block payload holding `count` events into `out` (cleared first).
-pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), CodecError> {
+/// Decodes a block payload holding `count` events into `out` (cleared first). `frame_bytes` is
+/// what the block header says the frames come to (length prefixes excluded): a payload whose
+/// frames rebuild to more is an error, found before the frame buffer grows much past it.
+pub fn decode(
+    payload: &[u8],
+    count: usize,
+    frame_bytes: u64,
+    out: &mut Decoded,
+) -> Result<(), CodecError> {
     out.ends.clear();
     out.times.clear();
     out.flags.clear();
@@ -1064,16 +1151,17 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     let mut columns = std::mem::take(&mut out.columns);
     let mut opaque = std::mem::take(&mut out.opaque);
     let mut frames = std::mem::take(&mut out.frames);
+    let claim = Claim { count, frame_bytes };
     let result = read_layout(
         &sections,
-        count,
+        claim,
         &|_| true,
         &mut buf,
         (&mut out.times, &mut out.flags),
         &mut columns,
         &mut opaque,
     )
-    .and_then(|layout| rebuild(&layout, count, &mut columns, &opaque, &mut frames, out));
+    .and_then(|layout| rebuild(&layout, claim, &mut columns, &opaque, &mut frames, out));
     // A block (a hostile one, say) that grew the buffer far past what the next needs does not
     // keep the memory.
     let used = out.ends.last().map_or(0, |&e| e as usize) + ROOM;
@@ -1088,10 +1176,17 @@ pub fn decode(payload: &[u8], count: usize, out: &mut Decoded) -> Result<(), Cod
     result
 }
 
+/// What a block header says its frames come to: `count` events, `frame_bytes` bytes.
+#[derive(Clone, Copy)]
+struct Claim {
+    count: usize,
+    frame_bytes: u64,
+}
+
 /// Rebuilds every event's frame into `frames` (`out.frames` taken out while it is written).
 fn rebuild(
     layout: &Layout,
-    count: usize,
+    Claim { count, frame_bytes }: Claim,
     columns: &mut [Column],
     opaque: &[u8],
     frames: &mut Vec<u8>,
@@ -1105,13 +1200,20 @@ fn rebuild(
     let mut refs = Reader::new(&layout.refs, "refs");
     let prefix = usize::from(out.prefix);
     let mut pos = 0usize;
+    // The frames with their length prefixes, as the header gives them (and so that every place
+    // in them, and the room after, fits a u32); the buffer never grows past `cap`.
+    let claim = usize::try_from(frame_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(count.saturating_mul(prefix))
+        .min(u32::MAX as usize - LOOKAHEAD_SLACK);
+    let cap = claim + LOOKAHEAD_SLACK;
 
     for index in 0..count {
         let shape = shape_ids.varint()?;
         let reference = refs.varint()?;
         out.event_leaves.push(out.leaves.len() as u32);
         out.event_shapes.push(shape as u32);
-        room(frames, pos, ROOM)?;
+        room(frames, pos, ROOM, cap)?;
         pos += prefix;
         let frame_start = pos;
         if shape == OPAQUE_SHAPE {
@@ -1121,7 +1223,7 @@ fn rebuild(
                 .get(opaque.pos..opaque.pos.saturating_add(len))
                 .ok_or_else(|| CodecError("opaque frame runs past its section".into()))?;
             opaque.pos += len;
-            room(frames, pos, len + ROOM)?;
+            room(frames, pos, len.saturating_add(ROOM), cap)?;
             frames[pos..pos + len].copy_from_slice(bytes);
             pos += len;
         } else {
@@ -1136,19 +1238,14 @@ fn rebuild(
             // Room for every fixed-size step of the frame: only the values of variable length
             // check for more as they come.
             let bound = bound + ROOM;
-            room(frames, pos, bound)?;
-            // The reference's leaves, and where each slot lies among them, when the event
-            // inherits.
+            room(frames, pos, bound, cap)?;
+            // Where the reference's leaves start, and its shape, when the event inherits.
             let (theirs, ops) = match reference {
                 0 => (None, &programs.ops[ops_start as usize..ops_end as usize]),
                 r if r as usize <= index => {
                     let i = index - r as usize;
                     let their_shape = out.event_shapes[i];
-                    let slots = programs.n_slots * their_shape as usize;
-                    let theirs = programs
-                        .slot_pos
-                        .get(slots..slots + programs.n_slots)
-                        .map(|slot_pos| (out.event_leaves[i] as usize, slot_pos));
+                    let theirs = Some((out.event_leaves[i] as usize, their_shape));
                     let ops = match pairs.program(programs, shape as u32, their_shape) {
                         Some((s, e)) => &pairs.ops[s as usize..e as usize],
                         None => &programs.ops[ops_start as usize..ops_end as usize],
@@ -1174,7 +1271,11 @@ fn rebuild(
                         let (start, first_leaf) = stack
                             .pop()
                             .ok_or_else(|| CodecError("unbalanced shape".into()))?;
-                        close_nested(frames, &mut pos, &mut out.leaves[first_leaf..], start)?;
+                        close_nested(frames, &mut pos, &mut out.leaves[first_leaf..], start, cap)?;
+                        continue;
+                    }
+                    OpKind::Room => {
+                        room(frames, pos, bound, cap)?;
                         continue;
                     }
                     OpKind::Varint => {
@@ -1208,7 +1309,7 @@ fn rebuild(
                             return bad("column value runs past its section");
                         };
                         c.pos += len;
-                        room(frames, pos, len + bound)?;
+                        room(frames, pos, len.saturating_add(bound), cap)?;
                         put_tagged_varint(frames, &mut pos, op, len as u64);
                         put_bytes(frames, pos, src, len);
                         pos += len;
@@ -1226,13 +1327,12 @@ fn rebuild(
                         pos += len;
                     }
                     OpKind::Inherit => {
-                        let (leaves_at, their_slots) = theirs.ok_or_else(|| {
+                        let (leaves_at, their_shape) = theirs.ok_or_else(|| {
                             CodecError(format!("event {index} inherits without a reference"))
                         })?;
-                        let (s, e) = their_slots
-                            .get(op.arg as usize)
-                            .filter(|&&p| p != u16::MAX)
-                            .and_then(|&p| out.leaves.get(leaves_at + usize::from(p)))
+                        let (s, e) = programs
+                            .recorded_at(their_shape, op.arg)
+                            .and_then(|p| out.leaves.get(leaves_at + p))
                             .copied()
                             .ok_or_else(|| {
                                 CodecError(format!(
@@ -1241,7 +1341,7 @@ fn rebuild(
                             })?;
                         // The reference's value with its tag (and length): the same bytes here.
                         let n = (e - s) as usize;
-                        room(frames, pos, n + bound)?;
+                        room(frames, pos, n + bound, cap)?;
                         copy_back(frames, s as usize, n, pos);
                         pos += n;
                     }
@@ -1262,7 +1362,7 @@ fn rebuild(
                             return bad("inherited values out of order");
                         };
                         let n = n as usize;
-                        room(frames, pos, n + bound)?;
+                        room(frames, pos, n + bound, cap)?;
                         copy_back(frames, s as usize, n, pos);
                         pos += n;
                         // Where the values some later event inherits now lie.
@@ -1286,8 +1386,10 @@ fn rebuild(
                 return bad("unbalanced shape");
             }
         }
-        if pos > u32::MAX as usize {
-            return bad("block holds more than 4 GiB of frames");
+        if pos > claim {
+            return bad(format!(
+                "the frames rebuild to more than the {claim} bytes the block header gives"
+            ));
         }
         let len = pos - frame_start;
         match prefix {
@@ -1368,10 +1470,13 @@ impl Columns {
 /// Reads the fields at `paths` (each the tags from the top-level message down, e.g. `[0x62, 0x0a]`
 /// for question.qName) of every event, decompressing only their columns. `Ok(false)` when some
 /// event inherits a field that occurs more than once in its reference: the caller then decodes
-/// the block whole.
+/// the block whole. `frame_bytes` is what the block header says the frames come to: a payload
+/// whose events stand for more is an error (no frame is rebuilt here, but each value walked
+/// stands for bytes of one).
 pub fn decode_columns(
     payload: &[u8],
     count: usize,
+    frame_bytes: u64,
     paths: &[&[u32]],
     out: &mut Columns,
 ) -> Result<bool, CodecError> {
@@ -1381,7 +1486,7 @@ pub fn decode_columns(
     let mut columns = std::mem::take(&mut out.columns);
     let layout = read_layout(
         &sections,
-        count,
+        Claim { count, frame_bytes },
         &|key| paths.contains(&key),
         &mut buf,
         (&mut out.times, &mut out.flags),
@@ -1407,6 +1512,10 @@ pub fn decode_columns(
     let mut refs = Reader::new(&layout.refs, "refs");
     let mut opaque_pos = 0usize;
     let mut exact = true;
+    // The frame bytes the events walked so far stand for, at the least: an opaque frame its
+    // length, a value its tag and a byte. Without this, a few shapes of many values, shared by
+    // every event, would be walked for as long as a block of many times the header's bytes.
+    let mut least = 0u64;
     for index in 0..count {
         let shape = shape_ids.varint()? as usize;
         let reference = refs.varint()? as usize;
@@ -1421,6 +1530,10 @@ pub fn decode_columns(
             out.opaque_frames
                 .push(Some((opaque_pos as u32, end as u32)));
             opaque_pos = end;
+            least += len as u64;
+            if least > frame_bytes {
+                return frames_past(frame_bytes);
+            }
             continue;
         }
         out.opaque_frames.push(None);
@@ -1429,6 +1542,10 @@ pub fn decode_columns(
                 "event {index} has shape {shape}, beyond the block's shapes"
             ))
         })?;
+        least += 2 * leaves.len() as u64;
+        if least > frame_bytes {
+            return frames_past(frame_bytes);
+        }
         for &(column, occ, inherit) in leaves {
             let c = &mut columns[column as usize];
             // A column not wanted is never read: each column is its own stream.
@@ -1503,6 +1620,12 @@ pub fn decode_columns(
     Ok(exact)
 }
 
+fn frames_past<T>(frame_bytes: u64) -> Result<T, CodecError> {
+    bad(format!(
+        "the frames come to more than the {frame_bytes} bytes the block header gives"
+    ))
+}
+
 fn need_section<'s, 'p>(
     sections: &'s [Section<'p>],
     kind: u8,
@@ -1526,18 +1649,18 @@ struct Layout {
 /// references, and the opaque frames (into `opaque`); `buf` is scratch.
 fn read_layout(
     sections: &[Section],
-    count: usize,
+    claim: Claim,
     wanted: &dyn Fn(&[u32]) -> bool,
     buf: &mut Vec<u8>,
     (times, flags): (&mut Vec<u64>, &mut Vec<u8>),
     columns: &mut Vec<Column>,
     opaque: &mut Vec<u8>,
 ) -> Result<Layout, CodecError> {
-    read_times_and_flags(sections, count, buf, times, flags)?;
+    read_times_and_flags(sections, claim.count, buf, times, flags)?;
     let n_columns = read_columns(sections, columns, wanted)?;
     columns.truncate(n_columns);
     need_section(sections, SECTION_SHAPES, "shapes")?.read_into(buf)?;
-    let programs = compile_shapes(buf, count, columns)?;
+    let programs = compile_shapes(buf, claim, columns)?;
     let mut shape_ids = Vec::new();
     need_section(sections, SECTION_SHAPE_IDS, "shape ids")?.read_into(&mut shape_ids)?;
     let mut refs = Vec::new();
@@ -1586,6 +1709,7 @@ fn close_nested(
     pos: &mut usize,
     inner_leaves: &mut [(u32, u32)],
     start: usize,
+    cap: usize,
 ) -> Result<(), CodecError> {
     let len = *pos - start;
     if len < 0x80 {
@@ -1593,7 +1717,7 @@ fn close_nested(
         return Ok(());
     }
     let extra = varint_len(len as u64) - 1;
-    room(frames, *pos, extra + ROOM)?;
+    room(frames, *pos, extra + ROOM, cap)?;
     frames.copy_within(start..start + len, start + extra);
     let mut v = len as u64;
     for b in &mut frames[start - 1..start + extra] {
@@ -1645,10 +1769,50 @@ fn read_columns(
     Ok(n)
 }
 
+/// The room a shape's fixed-size steps take, counted as they are compiled.
+#[derive(Default)]
+struct Steps {
+    /// Since the shape's start or its last `Room`.
+    run: usize,
+    /// The most of any run: what each room check of the shape asks for.
+    bound: usize,
+}
+
+/// The most bytes a step writes that no room check of its own covers (its tag, and a value of
+/// fixed size; a value of variable length checks for room itself).
+fn step_bytes(op: &Op) -> usize {
+    usize::from(op.tag_len)
+        + match op.kind {
+            // The length, and the bytes it may take more once known.
+            OpKind::Begin => 5,
+            // The bytes the length may take more, counted here too: its Begin may lie before a
+            // `Room`.
+            OpKind::End => 4,
+            OpKind::Varint | OpKind::TimeSec | OpKind::TimeUsec => 10,
+            OpKind::Fixed64 => 8,
+            OpKind::Fixed32 => 4,
+            OpKind::Bytes => 5,
+            OpKind::Inherit | OpKind::Copy | OpKind::Room => 0,
+        }
+}
+
+/// Appends a step to a shape's operations, after a `Room` when the run since the last room check
+/// would pass `MAX_LOOKAHEAD`.
+fn push_step(ops: &mut Vec<Op>, op: Op, steps: &mut Steps) {
+    let n = step_bytes(&op);
+    if steps.run + n > MAX_LOOKAHEAD {
+        ops.push(Op::new(OpKind::Room, 0, 0));
+        steps.run = 0;
+    }
+    steps.run += n;
+    steps.bound = steps.bound.max(steps.run);
+    ops.push(op);
+}
+
 /// Compiles the shapes section: every leaf bound to its column and slot.
 fn compile_shapes(
     section: &[u8],
-    count: usize,
+    Claim { count, frame_bytes }: Claim,
     columns: &[Column],
 ) -> Result<Programs, CodecError> {
     let mut r = Reader::new(section, "shapes");
@@ -1662,9 +1826,20 @@ fn compile_shapes(
     p.leaves.push(Vec::new());
     let mut slots: FastMap<(u32, u16), u32> = FastMap::default();
     let mut path: Vec<u32> = Vec::with_capacity(MAX_DEPTH);
-    let mut occ: Vec<(u32, u16)> = Vec::new();
+    // Each column by its key (the first, should two have the same).
+    let mut by_key: FastMap<&[u32], u32> = FastMap::default();
+    for (i, c) in columns.iter().enumerate() {
+        by_key.entry(&c.key).or_insert(i as u32);
+    }
+    // Per column, how often the shape being compiled has had it so far, and which it has had.
+    let mut occ: Vec<u16> = vec![0; columns.len()];
+    let mut occ_seen: Vec<u32> = Vec::new();
     // The slot of every leaf operation, in order.
     let mut op_slots: Vec<u32> = Vec::new();
+    let most_entries = usize::try_from(frame_bytes)
+        .unwrap_or(usize::MAX)
+        .min(MAX_SHAPE_ENTRIES);
+    let mut entries = 0usize;
     for _ in 0..n_shapes {
         let len = r.varint()? as usize;
         let shape = section
@@ -1672,17 +1847,27 @@ fn compile_shapes(
             .ok_or_else(|| CodecError("shape runs past its section".into()))?;
         r.pos += len;
         let start = p.ops.len() as u32;
+        let mut steps = Steps::default();
         let mut shape_leaves = Vec::new();
         path.clear();
-        occ.clear();
+        for c in occ_seen.drain(..) {
+            occ[c as usize] = 0;
+        }
         let mut pos = 0;
         while pos < shape.len() {
+            // Each turn compiles one entry, or fails.
+            entries += 1;
+            if entries > most_entries {
+                return bad(format!(
+                    "the shapes hold more than {most_entries} entries (at most {MAX_SHAPE_ENTRIES}, and no more than the block's frame bytes)"
+                ));
+            }
             if shape[pos] == SHAPE_END {
                 pos += 1;
                 if path.pop().is_none() {
                     return bad("shape closes more messages than it opens");
                 }
-                p.ops.push(Op::new(OpKind::End, 0, 0));
+                push_step(&mut p.ops, Op::new(OpKind::End, 0, 0), &mut steps);
                 continue;
             }
             let tag = read_varint(shape, &mut pos)
@@ -1701,7 +1886,7 @@ fn compile_shapes(
             path.push(tag);
             match kind {
                 KIND_NESTED if (tag & 7) as u8 == WIRE_LEN && path.len() <= MAX_DEPTH => {
-                    p.ops.push(Op::new(OpKind::Begin, tag, 0));
+                    push_step(&mut p.ops, Op::new(OpKind::Begin, tag, 0), &mut steps);
                     continue;
                 }
                 KIND_LITERAL | KIND_INHERIT => {}
@@ -1709,20 +1894,16 @@ fn compile_shapes(
             }
             // An inherited value was a literal of the same field in an earlier event, so its column
             // exists too.
-            let column = columns.iter().position(|c| c.key == path).ok_or_else(|| {
+            let column = *by_key.get(path.as_slice()).ok_or_else(|| {
                 CodecError("shape names a field with no column in the block".into())
-            })? as u32;
+            })?;
             path.pop();
-            let n = match occ.iter_mut().find(|(c, _)| *c == column) {
-                Some((_, n)) => {
-                    *n += 1;
-                    *n - 1
-                }
-                None => {
-                    occ.push((column, 1));
-                    0
-                }
-            };
+            let n = occ[column as usize];
+            if n == 0 {
+                occ_seen.push(column);
+            }
+            // Wrapping past 65,535 as the encoder's count does (and as this one always did).
+            occ[column as usize] = n.wrapping_add(1);
             let next = slots.len() as u32;
             let slot = *slots.entry((column, n)).or_insert(next);
             shape_leaves.push((column, n, kind == KIND_INHERIT));
@@ -1741,7 +1922,7 @@ fn compile_shapes(
             } else {
                 column
             };
-            p.ops.push(Op::new(op_kind, tag, arg));
+            push_step(&mut p.ops, Op::new(op_kind, tag, arg), &mut steps);
             op_slots.push(slot);
         }
         if !path.is_empty() {
@@ -1749,37 +1930,19 @@ fn compile_shapes(
         }
         p.leaves.push(shape_leaves);
         p.ranges.push((start, p.ops.len() as u32));
-        p.bounds.push(
-            p.ops[start as usize..]
-                .iter()
-                .map(|op| {
-                    usize::from(op.tag_len)
-                        + match op.kind {
-                            // The length, and the bytes it may take more once known.
-                            OpKind::Begin => 5,
-                            OpKind::Varint | OpKind::TimeSec | OpKind::TimeUsec => 10,
-                            OpKind::Fixed64 => 8,
-                            OpKind::Fixed32 => 4,
-                            OpKind::Bytes => 5,
-                            OpKind::End | OpKind::Inherit | OpKind::Copy => 0,
-                        }
-                })
-                .sum(),
-        );
+        p.bounds.push(steps.bound);
     }
     // Only the values that some event inherits are remembered while rebuilding.
-    p.n_slots = slots.len();
-    let mut inherited = vec![false; p.n_slots];
+    let mut inherited = vec![false; slots.len()];
     for op in p.ops.iter().filter(|op| op.kind == OpKind::Inherit) {
         inherited[op.arg as usize] = true;
     }
-    p.slot_pos = vec![u16::MAX; p.ranges.len() * p.n_slots];
     let mut slots_iter = op_slots.iter();
     for (shape, &(start, end)) in p.ranges.iter().enumerate() {
         let mut recorded = 0u16;
         let mut recorded_ops = Vec::new();
         for (i, op) in p.ops[start as usize..end as usize].iter_mut().enumerate() {
-            if matches!(op.kind, OpKind::Begin | OpKind::End) {
+            if matches!(op.kind, OpKind::Begin | OpKind::End | OpKind::Room) {
                 continue;
             }
             let slot = *slots_iter
@@ -1789,7 +1952,7 @@ fn compile_shapes(
             if inherited[slot] {
                 op.record = true;
                 recorded_ops.push(i as u32);
-                p.slot_pos[shape * p.n_slots + slot] = recorded;
+                p.slot_pos.insert((shape as u32, slot as u32), recorded);
                 recorded = recorded
                     .checked_add(1)
                     .ok_or_else(|| CodecError("shape with too many fields".into()))?;
@@ -1800,9 +1963,52 @@ fn compile_shapes(
     Ok(p)
 }
 
+/// A payload laid out as the encoder lays it out, from its parts, for tests: `count` events of
+/// time 0 and flags 0, and the raw shape ids, refs, shapes and columns (key and bytes) given.
+#[cfg(test)]
+pub(crate) fn crafted_payload(
+    count: usize,
+    shape_ids: &[u8],
+    refs: &[u8],
+    shapes: &[u8],
+    columns: &[(&[u8], &[u8])],
+) -> Vec<u8> {
+    let (mut out, mut scratch) = (Vec::new(), Vec::new());
+    let mut sections = Sections::new(&mut out, &[]);
+    sections.add(SECTION_TIMES, &[], &vec![0; count], &mut scratch);
+    sections.add(SECTION_FLAGS, &[], &vec![0; count], &mut scratch);
+    sections.add(SECTION_SHAPE_IDS, &[], shape_ids, &mut scratch);
+    sections.add(SECTION_SHAPES, &[], shapes, &mut scratch);
+    sections.add(SECTION_REFS, &[], refs, &mut scratch);
+    for (key, column) in columns {
+        sections.add(SECTION_COLUMN, key, column, &mut scratch);
+    }
+    sections.finish();
+    out
+}
+
+/// A hostile payload, for tests: `count` events, the first holding field 6 with a value of
+/// `value_len` bytes and each later one inheriting it from the one before; a few kilobytes that
+/// rebuild to `count` frames of `value_len` and a few bytes each.
+#[cfg(test)]
+pub(crate) fn inheriting_payload(count: usize, value_len: usize) -> Vec<u8> {
+    const TAG: u8 = 6 << 3 | WIRE_LEN;
+    let mut shape_ids = vec![2; count];
+    let mut refs = vec![1; count];
+    if count > 0 {
+        (shape_ids[0], refs[0]) = (1, 0);
+    }
+    let shapes = [2, 2, TAG, KIND_LITERAL, 2, TAG, KIND_INHERIT];
+    let mut column = Vec::new();
+    put_varint(&mut column, value_len as u64);
+    column.resize(column.len() + value_len, b'x');
+    crafted_payload(count, &shape_ids, &refs, &shapes, &[(&[TAG], &column)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::block::MAX_FRAME_BYTES;
     use crate::frame::{FrameReader, FrameWidth};
 
     fn sample(name: &str) -> Vec<Vec<u8>> {
@@ -1829,11 +2035,15 @@ mod tests {
             .collect()
     }
 
+    fn frame_bytes(events: &[Event]) -> u64 {
+        events.iter().map(|e| e.frame.len() as u64).sum()
+    }
+
     fn round_trip(events: &[Event]) -> (Vec<u8>, bool) {
         let mut payload = Vec::new();
         let fell_back = Encoder::new().encode(events, &[], &mut payload);
         let mut decoded = Decoded::default();
-        decode(&payload, events.len(), &mut decoded).unwrap();
+        decode(&payload, events.len(), frame_bytes(events), &mut decoded).unwrap();
         assert_eq!(decoded.len(), events.len());
         for (i, e) in events.iter().enumerate() {
             assert_eq!(decoded.frame(i), e.frame, "frame {i}");
@@ -1908,7 +2118,7 @@ mod tests {
             Encoder::new().encode(&evs, &[], &mut payload);
             let mut cols = Columns::default();
             assert!(
-                decode_columns(&payload, evs.len(), &paths, &mut cols).unwrap(),
+                decode_columns(&payload, evs.len(), frame_bytes(&evs), &paths, &mut cols).unwrap(),
                 "{name}"
             );
             for (i, f) in frames.iter().enumerate() {
@@ -1957,7 +2167,9 @@ mod tests {
     #[test]
     fn decoding_garbage_is_an_error_not_a_panic() {
         let frames = sample("recursor-live-small.pb");
-        let (payload, _) = round_trip(&events(&frames));
+        let evs = events(&frames);
+        let (payload, _) = round_trip(&evs);
+        let claim = frame_bytes(&evs);
         for prefix in [0, 2] {
             let mut decoded = Decoded::default();
             decoded.set_length_prefix(prefix);
@@ -1965,11 +2177,11 @@ mod tests {
                 for flip in [0x01, 0x80, 0xff] {
                     let mut bad = payload.clone();
                     bad[i] ^= flip;
-                    let _ = decode(&bad, frames.len(), &mut decoded);
+                    let _ = decode(&bad, frames.len(), claim, &mut decoded);
                 }
-                let _ = decode(&payload[..i], frames.len(), &mut decoded);
+                let _ = decode(&payload[..i], frames.len(), claim, &mut decoded);
             }
-            assert!(decode(&payload, frames.len() + 1, &mut decoded).is_err());
+            assert!(decode(&payload, frames.len() + 1, claim, &mut decoded).is_err());
         }
     }
 
@@ -1983,7 +2195,7 @@ mod tests {
         for width in [2usize, 4] {
             let mut decoded = Decoded::default();
             decoded.set_length_prefix(width);
-            decode(&payload, evs.len(), &mut decoded).unwrap();
+            decode(&payload, evs.len(), frame_bytes(&evs), &mut decoded).unwrap();
             let mut want = Vec::new();
             for (i, f) in frames.iter().enumerate() {
                 assert_eq!(decoded.frame(i), f.as_slice());
@@ -2002,8 +2214,210 @@ mod tests {
         Encoder::new().encode(&evs, &[], &mut payload);
         let mut decoded = Decoded::default();
         decoded.set_length_prefix(2);
-        decode(&payload, 1, &mut decoded).unwrap();
+        decode(&payload, 1, frame_bytes(&evs), &mut decoded).unwrap();
         assert_eq!(decoded.frame(0), long[0].as_slice());
         assert_eq!(decoded.framed(0, 1), None);
+    }
+
+    #[test]
+    fn a_block_rebuilding_to_more_than_its_header_says_is_refused_within_what_it_says() {
+        let (count, value_len) = (100, 60_000);
+        let payload = inheriting_payload(count, value_len);
+        let each = 1 + varint_len(value_len as u64) + value_len;
+        let whole = (each * count) as u64;
+        for prefix in [0, 2, 4] {
+            // As the header says: every frame, and no more room than that.
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            decode(&payload, count, whole, &mut decoded).unwrap();
+            assert_eq!(decoded.len(), count);
+            assert_eq!(decoded.frame(count - 1), decoded.frame(0));
+            assert_eq!(decoded.frame(0).len(), each);
+            let bound = (each + prefix) * count + LOOKAHEAD_SLACK;
+            assert!(decoded.frame_capacity() <= bound);
+            // A header that says less: refused before the buffer grows past what it says.
+            for claim in [2, each as u64, whole - 1] {
+                let mut decoded = Decoded::default();
+                decoded.set_length_prefix(prefix);
+                let e = decode(&payload, count, claim, &mut decoded).unwrap_err();
+                assert!(e.0.contains("block header gives"), "{e}");
+                let bound = claim as usize + prefix * count + LOOKAHEAD_SLACK;
+                assert!(decoded.frame_capacity() <= bound, "claim {claim}");
+            }
+        }
+        // A few kilobytes that would rebuild to 60 GB, said to be 1 MiB of frames.
+        let count = 1 << 20;
+        let payload = inheriting_payload(count, value_len);
+        assert!(payload.len() < 64 << 10, "{}", payload.len());
+        let mut decoded = Decoded::default();
+        decoded.set_length_prefix(4);
+        assert!(decode(&payload, count, 1 << 20, &mut decoded).is_err());
+        assert!(decoded.frame_capacity() <= (1 << 20) + 4 * count + LOOKAHEAD_SLACK);
+        // So do the columns a search reads.
+        let mut columns = Columns::default();
+        let e =
+            decode_columns(&payload, count, 1 << 20, &[&[6 << 3 | 2]], &mut columns).unwrap_err();
+        assert!(e.0.contains("block header gives"), "{e}");
+    }
+
+    #[test]
+    fn a_frame_too_long_for_one_room_check_rebuilds_exactly() {
+        // A response of 6000 records: one shape of some 300 kB of fixed-size steps, nested
+        // messages whose lengths take two and three bytes, and a `Room` every 64 kB.
+        let mut records = Vec::new();
+        for i in 0..6000u32 {
+            let mut rr = vec![0x0a, 0x01, b'a', 0x10, 0x01, 0x18, 0x01, 0x20];
+            put_varint(&mut rr, u64::from(i));
+            rr.extend_from_slice(&[0x2a, 0x04, 10, 0, 0, 1]);
+            records.push(0x12);
+            put_varint(&mut records, rr.len() as u64);
+            records.extend_from_slice(&rr);
+        }
+        let mut frame = vec![0x08, 0x02, 0x12, 0x02, 0xaa, 0xbb];
+        frame.push(0x6a);
+        put_varint(&mut frame, records.len() as u64);
+        frame.extend_from_slice(&records);
+        let query = [0x08, 0x01, 0x12, 0x02, 0xaa, 0xbb];
+        let frames = [&query[..], &frame[..], &frame[..]];
+        let events: Vec<Event> = frames
+            .iter()
+            .map(|f| Event {
+                frame: f,
+                time_us: 1_700_000_000_000_000,
+                flags: 0,
+            })
+            .collect();
+        let mut payload = Vec::new();
+        assert!(!Encoder::new().encode(&events, &[], &mut payload));
+        let claim: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        let sections = sections(&payload).unwrap();
+        let (mut buf, mut times, mut flags) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut columns, mut opaque) = (Vec::new(), Vec::new());
+        let layout = read_layout(
+            &sections,
+            Claim {
+                count: 3,
+                frame_bytes: claim,
+            },
+            &|_| true,
+            &mut buf,
+            (&mut times, &mut flags),
+            &mut columns,
+            &mut opaque,
+        )
+        .unwrap();
+        let rooms = layout.programs.ops.iter();
+        assert!(rooms.filter(|op| op.kind == OpKind::Room).count() > 3);
+        assert!(layout.programs.bounds.iter().all(|&b| b <= MAX_LOOKAHEAD));
+        for prefix in [0, 2, 4] {
+            let mut decoded = Decoded::default();
+            decoded.set_length_prefix(prefix);
+            decode(&payload, 3, claim, &mut decoded).unwrap();
+            for (i, f) in frames.iter().enumerate() {
+                assert_eq!(decoded.frame(i), *f, "frame {i}");
+            }
+            let bound = claim as usize + 3 * prefix + LOOKAHEAD_SLACK;
+            assert!(decoded.frame_capacity() <= bound);
+        }
+    }
+
+    /// Varint columns for fields 1..=n, keyed as the encoder keys them.
+    fn varint_columns(n: u32) -> Vec<Column> {
+        (1..=n)
+            .map(|field| Column {
+                key: vec![field << 3],
+                ..Column::default()
+            })
+            .collect()
+    }
+
+    /// A shape of `entries` varint fields of kind `kind`, going round fields 1..=`fields`.
+    fn shape_of(entries: usize, fields: u32, kind: u8, out: &mut Vec<u8>) {
+        let mut shape = Vec::new();
+        for i in 0..entries {
+            put_varint(&mut shape, u64::from((i as u32 % fields + 1) << 3));
+            shape.push(kind);
+        }
+        put_varint(out, shape.len() as u64);
+        out.extend_from_slice(&shape);
+    }
+
+    fn claim(count: usize, frame_bytes: u64) -> Claim {
+        Claim { count, frame_bytes }
+    }
+
+    #[test]
+    fn sections_decompressing_to_more_than_a_payload_holds_are_refused_before_any_is() {
+        // 300 columns of a mebibyte of zeros each, some 4 kB compressed: within the bound for
+        // each section, not together.
+        let zeros = vec![0; 1 << 20];
+        let zero_columns: Vec<(&[u8], &[u8])> =
+            (0..300).map(|_| (&[0x08][..], &zeros[..])).collect();
+        let payload = crafted_payload(1, &[0], &[0], &[0], &zero_columns);
+        assert!(payload.len() < 2 << 20, "{}", payload.len());
+        let e = sections(&payload).unwrap_err();
+        assert!(e.0.contains("add up to more than"), "{e}");
+        let mut decoded = Decoded::default();
+        assert!(decode(&payload, 1, 1, &mut decoded).is_err());
+        assert!(decoded.columns.iter().all(|c| c.data.capacity() == 0));
+        let mut columns = Columns::default();
+        assert!(decode_columns(&payload, 1, 1, &[&[0x08]], &mut columns).is_err());
+        // As many as the bound allows are read.
+        let payload = crafted_payload(1, &[0], &[0], &[0], &zero_columns[..255]);
+        assert!(sections(&payload).is_ok());
+    }
+
+    #[test]
+    fn shapes_of_more_entries_than_a_block_holds_are_refused() {
+        let columns = varint_columns(64);
+        // At most MAX_SHAPE_ENTRIES whatever the header says,
+        let mut section = vec![1];
+        shape_of(MAX_SHAPE_ENTRIES, 64, KIND_LITERAL, &mut section);
+        assert!(compile_shapes(&section, claim(1, MAX_FRAME_BYTES), &columns).is_ok());
+        let mut section = vec![1];
+        shape_of(MAX_SHAPE_ENTRIES + 1, 64, KIND_LITERAL, &mut section);
+        let e = compile_shapes(&section, claim(1, MAX_FRAME_BYTES), &columns).err();
+        assert!(e.is_some_and(|e| e.0.contains("entries")));
+        // and no more than the frame bytes it says.
+        let mut section = vec![2];
+        shape_of(600, 1, KIND_LITERAL, &mut section);
+        shape_of(400, 1, KIND_INHERIT, &mut section);
+        assert!(compile_shapes(&section, claim(2, 1000), &columns).is_ok());
+        let e = compile_shapes(&section, claim(2, 999), &columns).err();
+        assert!(e.is_some_and(|e| e.0.contains("entries")));
+        // The same from a whole payload, a few kilobytes of it.
+        let column = vec![0; 2];
+        let payload = crafted_payload(2, &[1, 2], &[0, 1], &section, &[(&[0x08], &column)]);
+        let e = decode(&payload, 2, 999, &mut Decoded::default()).unwrap_err();
+        assert!(e.0.contains("entries"), "{e}");
+    }
+
+    #[test]
+    fn shapes_of_many_inherited_fields_compile_to_tables_linear_in_their_entries() {
+        // One shape of 960,000 fields (60,000 of each of 16), one inheriting 60,000 of them,
+        // and 100,000 shapes of one field: a shapes × (field, occurrence) table, as it was,
+        // would take 190 GB.
+        let columns = varint_columns(16);
+        let (wide, inheriting, narrow) = (960_000, 60_000, 100_000);
+        let mut section = Vec::new();
+        put_varint(&mut section, 2 + narrow as u64);
+        shape_of(wide, 16, KIND_LITERAL, &mut section);
+        shape_of(inheriting, 16, KIND_INHERIT, &mut section);
+        for _ in 0..narrow {
+            shape_of(1, 16, KIND_LITERAL, &mut section);
+        }
+        let shapes = 2 + narrow;
+        let entries = wide + inheriting + narrow;
+        let programs = compile_shapes(&section, claim(shapes, MAX_FRAME_BYTES), &columns).unwrap();
+        assert_eq!(programs.ranges.len(), shapes + 1);
+        // Each inherited value where each shape records it: the wide shape and the inheriting
+        // one record 60,000 each, every narrow one its field.
+        assert_eq!(programs.slot_pos.len(), 2 * inheriting + narrow);
+        let bytes = programs.table_bytes();
+        eprintln!(
+            "{entries} entries, {shapes} shapes: {bytes} bytes of tables, {:.1} an entry",
+            bytes as f64 / entries as f64
+        );
+        assert!(bytes < 64 * entries + 64 * shapes, "{bytes}");
     }
 }

@@ -45,6 +45,10 @@ pub enum Error {
     Poisoned {
         path: PathBuf,
     },
+    /// A frame longer than a block may hold (`block::MAX_FRAME_BYTES`): not stored.
+    FrameTooLong {
+        len: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -64,6 +68,11 @@ impl fmt::Display for Error {
                 f,
                 "{}: an earlier write failed; reopen the store to recover",
                 path.display()
+            ),
+            Error::FrameTooLong { len } => write!(
+                f,
+                "a frame of {len} bytes is longer than the {} bytes a block holds",
+                block::MAX_FRAME_BYTES
             ),
         }
     }

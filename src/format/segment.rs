@@ -193,8 +193,9 @@ fn read_footer(file: &File, len: u64) -> Option<Vec<BlockRef>> {
             payload_crc: le_u32(entry, ENTRY_PAYLOAD_CRC_OFFSET),
             undecodable: le_u32(entry, ENTRY_UNDECODABLE_OFFSET),
         };
-        // Blocks lie in order, inside the data area.
-        if offset < end || offset + header.block_len() > index_offset {
+        // Blocks lie in order, inside the data area, and their entries are within the bounds of
+        // a header: a reader sets aside the block's length before it reads the header itself.
+        if offset < end || offset + header.block_len() > index_offset || !header.in_bounds() {
             return None;
         }
         end = offset + header.block_len();
@@ -553,5 +554,50 @@ impl SegmentWriter {
         std::io::Seek::seek(&mut file, std::io::SeekFrom::End(0)).map_err(io_err(path))?;
         writer.seal()?;
         Ok(Some(report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::block::MAX_PAYLOAD_LEN;
+
+    /// A sealed segment of one block entry over a hole: the index says `payload_len` bytes.
+    fn segment_over_a_hole(path: &Path, payload_len: u32) {
+        let header = BlockHeader {
+            event_count: 1,
+            min_time_us: 0,
+            max_time_us: 0,
+            frame_bytes: 1,
+            payload_len,
+            payload_crc: 0,
+            undecodable: 0,
+        };
+        let offset = FILE_HEADER_LEN as u64;
+        let index_offset = offset + header.block_len();
+        let mut file = File::create(path).unwrap();
+        file.write_all(&encode_file_header(1)).unwrap();
+        file.set_len(index_offset).unwrap();
+        let footer = encode_footer(&[BlockRef { offset, header }], index_offset);
+        file.write_all_at(&footer, index_offset).unwrap();
+    }
+
+    #[test]
+    fn a_footer_entry_out_of_a_headers_bounds_is_no_footer() {
+        let dir = std::env::temp_dir().join(format!("dstore-footer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0000000001-20260101T000000Z.dst");
+        // Within the bounds, the index is taken as it is (the block is checked when read).
+        segment_over_a_hole(&path, MAX_PAYLOAD_LEN);
+        let segment = Segment::open(&path).unwrap();
+        assert!(segment.sealed);
+        assert_eq!(segment.blocks.len(), 1);
+        // Past them, a reader would set aside the length before reading the block's own header:
+        // the footer is not valid, and the segment is walked (finding no block in the hole).
+        segment_over_a_hole(&path, MAX_PAYLOAD_LEN + 1);
+        let segment = Segment::open(&path).unwrap();
+        assert!(!segment.sealed);
+        assert!(segment.blocks.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,7 +1,7 @@
 //! A store: a directory of segment files named `<sequence>-<UTC creation time>.dst`, written by one
 //! writer at a time (it holds an exclusive lock on `writer.lock`) and read by any number of readers.
 
-use super::block::{decode_payload, encode_block, BlockHeader};
+use super::block::{decode_payload, encode_block, BlockHeader, MAX_FRAME_BYTES};
 use super::codec::{Decoded, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNCHECKED, FLAG_UNDECODABLE};
 use super::schema::{self, Facts};
 use super::segment::{BlockRef, Recovery, Segment, SegmentWriter};
@@ -237,8 +237,17 @@ impl StoreWriter {
     /// Adds one event: the exact frame and the time it was received (used when the message carries
     /// no time of its own). Whether it decodes as a PBDNSMessage, and its time, are worked out by
     /// the encoder threads.
+    /// A frame longer than a block holds (`block::MAX_FRAME_BYTES`) is refused, and the writer
+    /// carries on.
     pub fn append(&mut self, frame: &[u8], receive_time_us: u64) -> Result<(), Error> {
         self.check_poisoned()?;
+        if frame.len() as u64 > MAX_FRAME_BYTES {
+            return Err(Error::FrameTooLong { len: frame.len() });
+        }
+        // A block never holds more frame bytes than the format allows: this one starts the next.
+        if (self.frames.len() + frame.len()) as u64 > MAX_FRAME_BYTES {
+            self.write_block()?;
+        }
         self.frames.extend_from_slice(frame);
         self.pending
             .push((self.frames.len() as u32, receive_time_us));
@@ -262,9 +271,10 @@ impl StoreWriter {
         self.check_poisoned()?;
         let whole = ends.last().map_or(0, |&e| e as usize) == frames.len()
             && ends.len() == receive_time_us.len()
-            && self.pending.len() + ends.len() <= self.options.block_events;
+            && self.pending.len() + ends.len() <= self.options.block_events
+            && (self.frames.len() + frames.len()) as u64 <= MAX_FRAME_BYTES;
         if !whole {
-            // A batch of more events than a block takes (or a malformed one): one by one.
+            // A batch of more events or bytes than a block takes (or a malformed one): one by one.
             let mut start = 0;
             for (&end, &time) in ends.iter().zip(receive_time_us) {
                 let frame = frames.get(start..end as usize).unwrap_or_default();
