@@ -6,7 +6,11 @@
 mod common;
 
 use common::*;
-use dstore::clickhouse::ship::{Position, PositionFile};
+use dstore::clickhouse::ship::{Batch, Position, PositionFile, Reader};
+use dstore::clickhouse::Flavor;
+use dstore::filter::Filter;
+use dstore::format::codec::Encoder;
+use dstore::format::compact::compact_segment;
 use dstore::format::{
     scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
 };
@@ -159,11 +163,8 @@ fn compact_rewrites_degraded_blocks_into_the_same_events_in_fewer_bytes() {
     let ship = PositionFile {
         path: dir.join("ship-ch1-8123-dns_events.position"),
     };
-    ship.save(Position {
-        segment: seq(&paths[2]),
-        offset: 0,
-    })
-    .expect("save a position");
+    ship.save(Position::start_of(seq(&paths[2])))
+        .expect("save a position");
     let want: Vec<_> = paths.iter().map(|p| events(p)).collect();
     let (raw, json) = (cat(&dir, true), cat(&dir, false));
     let sizes: Vec<u64> = paths.iter().map(|p| size(p)).collect();
@@ -226,11 +227,8 @@ fn compact_rewrites_degraded_blocks_into_the_same_events_in_fewer_bytes() {
 
     // Again: nothing new. Once the shipper moved on, the next segment; never the one being written.
     assert!(compact(&dir, &[]).contains("Compacted 0 segments"));
-    ship.save(Position {
-        segment: seq(&paths[3]),
-        offset: 0,
-    })
-    .expect("save a position");
+    ship.save(Position::start_of(seq(&paths[3])))
+        .expect("save a position");
     assert!(compact(&dir, &["-q"]).contains("Compacted 1 segments"));
     assert_eq!(without_summary(&paths[2]), 0);
     assert_eq!(
@@ -304,7 +302,7 @@ fn a_shipper_that_has_sent_nothing_yet_holds_compact_and_rotate_off() {
     .load();
     assert_eq!(
         saved,
-        Ok(Some(Position::default())),
+        Ok(Some(Position::start_of(0))),
         "{}",
         position.display()
     );
@@ -313,4 +311,42 @@ fn a_shipper_that_has_sent_nothing_yet_holds_compact_and_rotate_off() {
     let o = run(&["rotate", "--older-than", "1s", "--storage-dir", store]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::metadata(&path).map(|m| m.len()).ok(), Some(size));
+}
+
+/// A shipper halfway through a segment when it is compacted under it (one that started after
+/// compact looked for shippers, say) goes on at the same event: it resumes by the event's place
+/// in the segment, which compaction keeps, not by the byte offset, which it changes. Its rows are
+/// exactly those of a shipper that read the segment in one go.
+#[test]
+fn ship_goes_on_at_the_same_event_in_a_segment_compacted_under_it() {
+    let scratch = Scratch::new("compact-under-ship");
+    let dir = scratch.0.join("store");
+    let path = write_segment(&dir, &sample_frames(), 0, true);
+    let reader = || Reader::new(&dir, "edge1", Flavor::Modern, Filter::default());
+
+    let (mut all, mut pos) = (Batch::default(), Position::default());
+    reader()
+        .fill(&mut pos, &mut all, u64::MAX)
+        .expect("read the store");
+    assert!(all.rows > 1000, "test set-up: {} rows", all.rows);
+
+    let (mut first, mut pos) = (Batch::default(), Position::default());
+    let done = reader()
+        .fill(&mut pos, &mut first, all.rows / 3)
+        .expect("read a third");
+    assert!(!done && first.rows < all.rows, "stopped part way: {pos:?}");
+    let segment = Segment::open(&path).expect("open the segment");
+    let compacted = compact_segment(&segment, &mut Encoder::new(), false)
+        .expect("compact")
+        .expect("something to compact");
+    assert!(compacted.bytes_after < compacted.bytes_before);
+
+    let mut rest = Batch::default();
+    reader()
+        .fill(&mut pos, &mut rest, u64::MAX)
+        .expect("read the rest");
+    assert_eq!(first.rows + rest.rows, all.rows, "every row once");
+    let mut joined = first.data.clone();
+    joined.extend_from_slice(&rest.data);
+    assert!(joined == all.data, "the same rows, in the same order");
 }

@@ -714,8 +714,11 @@ fn rotate_with_notes(dir: &Path, args: &[&str]) -> (String, String) {
 /// Saves a shipper's position (at the start of `segment`, plus `offset`) in `path`, as ship does.
 fn ship_at(path: PathBuf, segment: u64, offset: u64) -> PositionFile {
     let file = PositionFile { path };
-    file.save(Position { segment, offset })
-        .expect("save a position");
+    file.save(Position {
+        offset,
+        ..Position::start_of(segment)
+    })
+    .expect("save a position");
     file
 }
 

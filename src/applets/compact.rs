@@ -1,8 +1,9 @@
 //! `dstore compact`: rewrites the degraded blocks that ingest wrote while it was behind (every frame
 //! opaque, no summary) in the full encoding, segment by segment, once those segments are sealed.
 //! Safe beside a running ingest (it never touches the segment being written), searches (a reader
-//! keeps the file it opened) and ship (it stops at the first segment a shipper has not read to the
-//! end, since ship's position is a byte offset). See `format::compact`.
+//! keeps the file it opened) and ship (which resumes by an event's place in its segment, which
+//! compaction keeps; as a second guard, compaction stops at the first segment a shipper has not
+//! read to the end). See `format::compact`.
 
 use super::rotate::ship_positions;
 use crate::config::StoreArgs;

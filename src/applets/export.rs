@@ -493,9 +493,11 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     if saved.is_none() {
         // Said at once, before the first batch: rotate and compact hold off from here on.
         position_file
-            .save(Position::default())
+            .save(Position::start_of(0))
             .with_context(|| format!("cannot write {}", position_file.path.display()))?;
     }
+    // Nothing shipped yet: no position, or only the one saved as it started.
+    let fresh = saved.is_none_or(|p| p.segment == 0);
     let log =
         Arc::new(Log::new("dstore ship", args.log_file.clone()).context("cannot open the log")?);
     let stop = Arc::new(AtomicBool::new(false));
@@ -522,7 +524,7 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     };
     let mut pos = saved.unwrap_or_default();
     let mut filter = crate::filter::Filter::default();
-    if saved.is_none() {
+    if fresh {
         if let Some(from) = start_us {
             filter.time = Some(crate::format::TimeRange {
                 from_us: from,

@@ -19,6 +19,21 @@ use std::path::{Path, PathBuf};
 pub struct Position {
     pub segment: u64,
     pub offset: u64,
+    /// The place in the segment of the next event to read: what reading resumes by, since
+    /// `dstore compact` may rewrite a segment into other offsets (but the same blocks, each with
+    /// the same events). `None` in a position saved before it was kept: then the offset.
+    pub ordinal: Option<u64>,
+}
+
+impl Position {
+    /// The start of segment `segment`.
+    pub fn start_of(segment: u64) -> Position {
+        Position {
+            segment,
+            offset: 0,
+            ordinal: Some(0),
+        }
+    }
 }
 
 /// The rows read so far and not yet sent.
@@ -122,10 +137,7 @@ impl Reader {
                         path.display()
                     ));
                 }
-                *pos = Position {
-                    segment: *seq,
-                    offset: 0,
-                };
+                *pos = Position::start_of(*seq);
             }
             let segment = match Segment::open(path) {
                 Ok(s) => s,
@@ -144,7 +156,11 @@ impl Reader {
                 let count = u64::from(block.header.event_count);
                 let first = ordinal;
                 ordinal += count;
-                if block.offset < pos.offset {
+                let read = match pos.ordinal {
+                    Some(o) => first < o,
+                    None => block.offset < pos.offset,
+                };
+                if read {
                     continue;
                 }
                 if batch.rows >= max_rows {
@@ -152,7 +168,7 @@ impl Reader {
                 }
                 let next = block.offset + block.header.block_len();
                 if !range.overlaps(block.header.min_time_us, block.header.max_time_us) {
-                    pos.offset = next;
+                    (pos.offset, pos.ordinal) = (next, Some(ordinal));
                     continue;
                 }
                 if let Err(e) = decode_block(&segment, block, &mut self.decoded, &mut self.buf) {
@@ -161,7 +177,7 @@ impl Reader {
                         return Ok(true);
                     }
                     self.notes.damaged.push(e.to_string());
-                    pos.offset = next;
+                    (pos.offset, pos.ordinal) = (next, Some(ordinal));
                     continue;
                 }
                 let d = &self.decoded;
@@ -182,16 +198,13 @@ impl Reader {
                     batch.rows += 1;
                     batch.newest_us = batch.newest_us.max(ev.time_us);
                 }
-                pos.offset = next;
+                (pos.offset, pos.ordinal) = (next, Some(ordinal));
             }
             if being_written {
                 return Ok(true);
             }
             // Read to its end, and nothing more will come to it: on to the next one.
-            *pos = Position {
-                segment: seq + 1,
-                offset: 0,
-            };
+            *pos = Position::start_of(seq + 1);
         }
     }
 
@@ -219,7 +232,9 @@ pub struct PositionFile {
     pub path: PathBuf,
 }
 
-const POSITION_HEADER: &str = "dstore-ship-position 1";
+/// Version 2 adds the ordinal; a version 1 file (segment and offset) is still read.
+const POSITION_HEADER: &str = "dstore-ship-position 2";
+const POSITION_HEADER_V1: &str = "dstore-ship-position 1";
 
 impl PositionFile {
     pub fn load(&self) -> Result<Option<Position>, String> {
@@ -240,12 +255,25 @@ impl PositionFile {
             words.next().unwrap_or(""),
             words.next().unwrap_or("")
         );
-        if header != POSITION_HEADER {
-            return Err(damaged());
-        }
+        let with_ordinal = match header.as_str() {
+            POSITION_HEADER => true,
+            POSITION_HEADER_V1 => false,
+            _ => return Err(damaged()),
+        };
         let mut number = || words.next().and_then(|w| w.parse::<u64>().ok());
-        match (number(), number(), words.next()) {
-            (Some(segment), Some(offset), None) => Ok(Some(Position { segment, offset })),
+        let (segment, offset) = (number(), number());
+        let ordinal = if with_ordinal { number() } else { None };
+        match (
+            segment,
+            offset,
+            ordinal.is_some() == with_ordinal,
+            words.next(),
+        ) {
+            (Some(segment), Some(offset), true, None) => Ok(Some(Position {
+                segment,
+                offset,
+                ordinal,
+            })),
             _ => Err(damaged()),
         }
     }
@@ -279,7 +307,12 @@ impl PositionFile {
         let tmp = self.path.with_extension("tmp");
         {
             let mut f = std::fs::File::create(&tmp)?;
-            writeln!(f, "{POSITION_HEADER} {} {}", pos.segment, pos.offset)?;
+            // A position read from a version 1 file is saved once reading has moved it, so with
+            // its ordinal.
+            match pos.ordinal {
+                Some(o) => writeln!(f, "{POSITION_HEADER} {} {} {o}", pos.segment, pos.offset)?,
+                None => writeln!(f, "{POSITION_HEADER_V1} {} {}", pos.segment, pos.offset)?,
+            }
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
@@ -306,11 +339,30 @@ mod tests {
         let pos = Position {
             segment: 12,
             offset: 4096,
+            ordinal: Some(7000),
         };
         file.save(pos).unwrap();
         assert_eq!(file.load(), Ok(Some(pos)));
-        std::fs::write(&file.path, "dstore-ship-position 1 12\n").unwrap();
-        assert!(file.load().unwrap_err().contains("not a position file"));
+        // Version 1, from before the ordinal.
+        std::fs::write(&file.path, "dstore-ship-position 1 12 4096\n").unwrap();
+        let old = Position {
+            ordinal: None,
+            ..pos
+        };
+        assert_eq!(file.load(), Ok(Some(old)));
+        file.save(old).unwrap();
+        assert_eq!(file.load(), Ok(Some(old)));
+        for bad in [
+            "dstore-ship-position 1 12\n",
+            "dstore-ship-position 1 12 4096 7000\n",
+            "dstore-ship-position 2 12 4096\n",
+        ] {
+            std::fs::write(&file.path, bad).unwrap();
+            assert!(
+                file.load().unwrap_err().contains("not a position file"),
+                "{bad}"
+            );
+        }
         std::fs::write(&file.path, "garbage").unwrap();
         assert!(file.load().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
