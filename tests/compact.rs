@@ -350,3 +350,35 @@ fn ship_goes_on_at_the_same_event_in_a_segment_compacted_under_it() {
     joined.extend_from_slice(&rest.data);
     assert!(joined == all.data, "the same rows, in the same order");
 }
+
+/// A segment that cannot be compacted (a flipped bit in one of its degraded blocks) is left
+/// exactly as it is and said so, with exit status 2; the segments after it are compacted, and the
+/// next run does not try it again.
+#[test]
+fn a_damaged_segment_is_left_as_it_is_and_the_rest_compacted() {
+    let scratch = Scratch::new("compact-damaged");
+    let dir = scratch.0.join("store");
+    let frames = sample_frames();
+    let damaged = write_segment(&dir, &frames, 0, true);
+    let good = write_segment(&dir, &frames, 0, true);
+    let block = Segment::open(&damaged).expect("open").blocks[1].offset;
+    let mut bytes = std::fs::read(&damaged).expect("read");
+    bytes[block as usize + dstore::format::block::BLOCK_HEADER_LEN + 10] ^= 0x40;
+    std::fs::write(&damaged, &bytes).expect("flip a bit");
+
+    let store = dir.to_str().expect("utf-8 path");
+    let o = run(&["compact", "--storage-dir", store]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("left as it is") && stderr(&o).contains(&*damaged.to_string_lossy()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Compacted 1 segments"));
+    assert!(
+        std::fs::read(&damaged).expect("read") == bytes,
+        "left byte for byte"
+    );
+    assert_eq!(without_summary(&good), 0, "the next segment is compacted");
+    assert!(compact(&dir, &[]).contains("Compacted 0 segments"));
+}

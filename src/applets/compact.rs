@@ -16,6 +16,7 @@ use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// The store's file holding the number of the last segment compaction has been through: each run
 /// goes on from there, so that it reads only segments sealed since.
@@ -37,6 +38,10 @@ struct CompactArgs {
     /// found by themselves): compaction stops at the first segment it has not shipped
     #[arg(long, value_name = "FILE")]
     ship_position: Vec<PathBuf>,
+    /// Stop starting new segments after this many seconds (0: no limit), so that a run beside
+    /// rotate (the timer runs both) leaves time for the next
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    max_seconds: u64,
     /// Only say what would be compacted
     #[arg(long)]
     dry_run: bool,
@@ -53,25 +58,21 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let args = CompactArgs::from_arg_matches(m)?;
     let dir = args.store.resolve()?;
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(lock_maintenance(&dir)?)
-    };
     if !args.dry_run {
+        let _lock = lock_maintenance(&dir)?;
         remove_leftovers(&dir)?;
     }
-    let through = if args.all {
-        0
-    } else {
-        read_number_file(&dir, COMPACTED_FILE)
-    };
+    let marker = read_number_file(&dir, COMPACTED_FILE);
+    let through = if args.all { 0 } else { marker };
     let stop = ship_positions(&dir, &args.ship_position)?
         .into_iter()
         .min_by_key(|(_, segment)| *segment);
+    let deadline =
+        (args.max_seconds > 0).then(|| Instant::now() + Duration::from_secs(args.max_seconds));
     let mut encoder = Encoder::new();
     let mut total = Compacted::default();
-    let (mut segments, mut last) = (0, through);
+    let (mut segments, mut failed, mut last) = (0, 0, through);
+    // What this prints is a report: a reader that went away stops none of the work.
     for path in segment_paths(&dir).context("cannot list the store")? {
         let Some(seq) = path
             .file_name()
@@ -82,35 +83,53 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         };
         if let Some((file, first)) = stop.as_ref().filter(|(_, first)| seq >= *first) {
             if !args.quiet {
-                writeln!(
+                let _ = writeln!(
                     out,
                     "stopping at segment {seq}: {} has not shipped past segment {first}",
                     file.display()
-                )?;
+                );
             }
             break;
         }
-        let segment = match Segment::open(&path) {
-            Ok(s) if !s.sealed => break,
-            Ok(s) => s,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let done = compact_segment(&segment, &mut encoder, args.dry_run)
-            .with_context(|| format!("cannot compact {}", path.display()))?;
-        last = seq;
-        if let Some(done) = done {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             if !args.quiet {
-                writeln!(out, "{}: {}", name(&path), describe(&done, args.dry_run))?;
+                let _ = writeln!(out, "stopping at segment {seq}: --max-seconds reached");
             }
-            segments += 1;
-            total.blocks += done.blocks;
-            total.events += done.events;
-            total.bytes_before += done.bytes_before;
-            total.bytes_after += done.bytes_after;
-            if !args.dry_run {
-                write_number_file(&dir, COMPACTED_FILE, last)?;
+            break;
+        }
+        // The lock is taken for one segment at a time, so that a rotate waits for one at most.
+        let lock = (!args.dry_run)
+            .then(|| lock_maintenance(&dir))
+            .transpose()?;
+        let done = match Segment::open(&path) {
+            Ok(s) if !s.sealed => break,
+            Ok(s) => compact_segment(&s, &mut encoder, args.dry_run),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => Err(e),
+        };
+        drop(lock);
+        last = seq;
+        match done {
+            Ok(Some(done)) => {
+                if !args.quiet {
+                    let _ = writeln!(out, "{}: {}", name(&path), describe(&done, args.dry_run));
+                }
+                segments += 1;
+                total.blocks += done.blocks;
+                total.events += done.events;
+                total.bytes_before += done.bytes_before;
+                total.bytes_after += done.bytes_after;
             }
+            Ok(None) => continue,
+            // A segment that cannot be compacted (a damaged block, say) is left as it is; the
+            // rest goes on.
+            Err(e) => {
+                eprintln!("dstore compact: {} left as it is: {e}", path.display());
+                failed += 1;
+            }
+        }
+        if !args.dry_run && last > marker {
+            write_number_file(&dir, COMPACTED_FILE, last)?;
         }
     }
     if !args.dry_run && last > read_number_file(&dir, COMPACTED_FILE) {
@@ -121,12 +140,16 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     } else {
         "Compacted"
     };
-    writeln!(
+    let _ = writeln!(
         out,
         "{verb} {segments} segments: {}",
         describe(&total, args.dry_run)
-    )?;
-    Ok(ExitCode::SUCCESS)
+    );
+    Ok(if failed > 0 {
+        ExitCode::from(super::EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Removes what a compaction stopped by a crash left: its temporary files.

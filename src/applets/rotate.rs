@@ -154,6 +154,7 @@ fn inventory(dir: &Path) -> Result<Vec<Info>> {
 
 pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    // What this prints is a report: a reader that went away stops none of the work.
     let args = RotateArgs::from_arg_matches(m)?;
     let (mut age, mut really) = match parse_words(&args.words)? {
         Some((age, really)) => (Some(age), really && !args.dry_run),
@@ -194,7 +195,7 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         bail!("say what to remove: `dstore rotate 1 hour [really]`, --older-than, --max-size or --configured");
     }
     let dir = args.store.resolve()?;
-    writeln!(out, "dstore: storage in '{}'", dir.display())?;
+    let _ = writeln!(out, "dstore: storage in '{}'", dir.display());
     // Not beside a compaction rewriting a segment this would remove.
     let _lock = really.then(|| lock_maintenance(&dir)).transpose()?;
     let segments = inventory(&dir)?;
@@ -238,12 +239,12 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         }
     }
     if !really {
-        writeln!(
+        let _ = writeln!(
             out,
             "Would remove {} files for actual rotate ({})",
             chosen.len(),
             describe(&chosen)
-        )?;
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let progress = !args.quiet && std::io::stderr().is_terminal() && chosen.len() > 1;
@@ -268,12 +269,12 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         eprintln!();
     }
     sync_dir(&dir).context("cannot make the removals durable")?;
-    writeln!(
+    let _ = writeln!(
         out,
         "Removed {} files for rotate ({})",
         removed.len(),
         describe(&removed)
-    )?;
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -297,7 +298,7 @@ pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathB
             Ok(Some(pos)) => out.push((file.path, pos.segment)),
             Ok(None) => {}
             Err(e) => {
-                eprintln!("dstore: WARNING: {e}; until it is mended or removed, nothing is removed by age");
+                eprintln!("dstore: WARNING: {e}; until it is mended or removed, it holds back the whole store");
                 out.push((file.path, 0));
             }
         }

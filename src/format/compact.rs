@@ -90,6 +90,7 @@ pub fn compact_segment(
     }
     let written = write_compacted(old, &tmp, encoder).and_then(|done| {
         same_events(old, &Segment::open(&tmp)?)?;
+        same_owner(path, &tmp)?;
         Ok(done)
     });
     let done = match written {
@@ -153,6 +154,25 @@ fn write_compacted(old: &Segment, tmp: &Path, encoder: &mut Encoder) -> Result<C
     done.bytes_after = out.len();
     out.seal()?;
     Ok(done)
+}
+
+/// Gives `tmp` the mode and owner of `path`, so that the services that read the old segment read
+/// the new one (a compaction run by root must not leave a file only root reads). Only root may
+/// give a file to another user: an unprivileged run on segments that are not its own fails here,
+/// and the segment is left as it is.
+fn same_owner(path: &Path, tmp: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let io = |source| Error::Io {
+        path: tmp.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    std::fs::set_permissions(tmp, meta.permissions()).map_err(io)?;
+    let mine = std::fs::metadata(tmp).map_err(io)?;
+    if (mine.uid(), mine.gid()) != (meta.uid(), meta.gid()) {
+        std::os::unix::fs::chown(tmp, Some(meta.uid()), Some(meta.gid())).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Fails unless `new` gives every event of `old` as readers see it: the same frame, time, receive

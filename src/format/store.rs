@@ -30,12 +30,17 @@ pub fn lock_maintenance(dir: &Path) -> Result<std::fs::File, Error> {
         path: path.clone(),
         source,
     };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    // Read-only where it exists: a lock file left by root (a rotate run by hand) still locks for
+    // the unprivileged services. `flock` needs no write access.
+    let file = match File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path),
+        opened => opened,
+    }
+    .map_err(io)?;
     file.lock().map_err(io)?;
     Ok(file)
 }
