@@ -566,15 +566,15 @@ impl SegmentWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::block::MAX_PAYLOAD_LEN;
+    use crate::format::block::{MAX_FRAME_BYTES, MAX_PAYLOAD_LEN};
 
     /// A sealed segment of one block entry over a hole: the index says `payload_len` bytes.
-    fn segment_over_a_hole(path: &Path, payload_len: u32) {
+    fn segment_over_a_hole(path: &Path, payload_len: u32, frame_bytes: u64) {
         let header = BlockHeader {
             event_count: 1,
             min_time_us: 0,
             max_time_us: 0,
-            frame_bytes: 1,
+            frame_bytes,
             payload_len,
             payload_crc: 0,
             undecodable: 0,
@@ -594,13 +594,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("0000000001-20260101T000000Z.dst");
         // Within the bounds, the index is taken as it is (the block is checked when read).
-        segment_over_a_hole(&path, MAX_PAYLOAD_LEN);
+        segment_over_a_hole(&path, MAX_PAYLOAD_LEN, 1);
         let segment = Segment::open(&path).unwrap();
         assert!(segment.sealed);
         assert_eq!(segment.blocks.len(), 1);
+        // Frame bytes past their bound (a block written before there was one) leave the footer
+        // whole: that block alone reads as damaged.
+        segment_over_a_hole(&path, 1024, MAX_FRAME_BYTES + 1);
+        let segment = Segment::open(&path).unwrap();
+        assert!(segment.sealed);
+        assert!(segment
+            .read_payload(&segment.blocks[0], &mut Vec::new())
+            .is_err());
         // Past them, a reader would set aside the length before reading the block's own header:
         // the footer is not valid, and the segment is walked (finding no block in the hole).
-        segment_over_a_hole(&path, MAX_PAYLOAD_LEN + 1);
+        segment_over_a_hole(&path, MAX_PAYLOAD_LEN + 1, 1);
         let segment = Segment::open(&path).unwrap();
         assert!(!segment.sealed);
         assert!(segment.blocks.is_empty());
