@@ -41,9 +41,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "== build"
-cargo build --release --example gen_traffic
-cargo build --release
+build_release gen_traffic
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dstore-bench-clickhouse.XXXXXX")
 mkdir -p "$WORK/bin" "$WORK/ch"/{data,tmp,user_files,format_schemas,log}
 # Copies, so that a build in target/ while this runs cannot swap the binary between measurements.

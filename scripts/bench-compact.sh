@@ -18,9 +18,7 @@ for var in EVENTS SECONDS_SENT; do
 	[[ ${!var} =~ ^[1-9][0-9]*$ ]] || die "$var must be a positive integer, not '${!var}'"
 done
 
-say "== build"
-cargo build --release --examples
-cargo build --release
+build_release gen_traffic load_gen
 DSTORE=${DSTORE:-target/release/dstore}
 GEN=target/release/examples/gen_traffic
 LOAD=target/release/examples/load_gen

@@ -54,9 +54,7 @@ timed() {
 	return "$status"
 }
 
-say "== build"
-cargo build --release --example gen_traffic
-cargo build --release
+build_release gen_traffic
 # DSTORE=/path/to/dstore measures that executable instead of this tree's, to set an older build
 # beside this one (run the script once with each, alternating).
 DSTORE=${DSTORE:-target/release/dstore}

@@ -61,9 +61,7 @@ fi
 [[ $RARE_RANK =~ ^[1-9][0-9]*$ ]] || die "RARE_RANK must be a positive integer, not '$RARE_RANK'"
 [[ -z $WORKERS || $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive integer, not '$WORKERS'"
 
-say "== build"
-cargo build --release --example gen_traffic
-cargo build --release
+build_release gen_traffic
 DSTORE=target/release/dstore
 GEN=target/release/examples/gen_traffic
 [[ -x $DSTORE ]] || die "$DSTORE was not built"

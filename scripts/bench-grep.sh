@@ -56,9 +56,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "== build"
-cargo build --release --example gen_traffic
-cargo build --release
+build_release gen_traffic
 HELPER=(python3 scripts/bench_grep.py)
 for b in target/release/dstore target/release/examples/gen_traffic; do [[ -x $b ]] || die "$b was not built"; done
 

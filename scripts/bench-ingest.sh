@@ -79,9 +79,7 @@ if [[ $hard != unlimited ]] && ((hard < want_files)); then want_files=$hard; fi
 ulimit -n "$want_files" || die "cannot raise the open-files limit to $want_files"
 ((want_files >= 2100)) || die "the open-files limit is $want_files; 2,100 are needed (1000 + 1000 idle connections)"
 
-say "== build"
-cargo build --release --examples
-cargo build --release
+build_release gen_traffic load_gen lz4_limit
 # DSTORE=/path/to/dstore measures that executable instead of this tree's, to set an older build
 # beside this one (run the script once with each, alternating).
 DSTORE=${DSTORE:-target/release/dstore}

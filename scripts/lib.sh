@@ -24,6 +24,12 @@ calc() {
 	for v in "$@"; do vars+=(-v "$v"); done
 	awk "${vars[@]}" "BEGIN { printf \"${FORMAT:-%.6f}\", ($expr) }"
 }
+# Builds dstore and the examples named, in release mode.
+build_release() {
+	say "== build"
+	cargo build --release "${@/#/--example=}"
+	cargo build --release
+}
 # Whether process $1 runs (a zombie does not).
 alive() {
 	local state
