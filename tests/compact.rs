@@ -225,6 +225,20 @@ fn compact_rewrites_degraded_blocks_into_the_same_events_in_fewer_bytes() {
         format!("{}\n", seq(&paths[1]))
     );
 
+    // stats says how far compaction went and what the shipper has still to send.
+    let o = run(&["stats", "--json", "--storage-dir", dir.to_str().expect("utf-8 path")]);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats --json");
+    assert_eq!(doc["compactedThrough"], seq(&paths[1]));
+    assert_eq!(
+        doc["shippers"],
+        serde_json::json!([{
+            "file": "ship-ch1-8123-dns_events.position",
+            "segment": seq(&paths[2]),
+            "offset": 0,
+            "bytesBehind": size(&paths[2]) + size(&paths[3]),
+        }])
+    );
+
     // Again: nothing new. Once the shipper moved on, the next segment; never the one being written.
     assert!(compact(&dir, &[]).contains("Compacted 0 segments"));
     ship.save(Position::start_of(seq(&paths[3])))

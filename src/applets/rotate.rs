@@ -3,12 +3,13 @@
 //! running searches (an open file stays readable until closed). Age alone never removes what a
 //! `dstore ship` has not sent yet. `dstore stats`: what the store holds.
 
-use crate::clickhouse::ship::PositionFile;
+use super::compact::COMPACTED_FILE;
+use crate::clickhouse::ship::{Position, PositionFile};
 use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
 use crate::format::block::decode_payload_columns;
 use crate::format::codec::Columns;
 use crate::format::segment::sync_dir;
-use crate::format::store::{lock_maintenance, now_us, sequence_of, utc_text};
+use crate::format::store::{lock_maintenance, now_us, read_number_file, sequence_of, utc_text};
 use crate::format::{segment_paths, Segment};
 use crate::timespec::parse_duration;
 use anyhow::{bail, Context, Result};
@@ -278,11 +279,8 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every `dstore ship` position of this store: the files named ship-*.position in it and those
-/// given, each with the first segment its shipper has not read to the end. A file that is not
-/// there yet protects nothing; one that cannot be read (which its shipper refuses too) protects
-/// everything, with a warning: what it protected is unknown.
-pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
+/// The `dstore ship` position files of this store: those named ship-*.position in it, and `extra`.
+fn position_files(dir: &Path, extra: &[PathBuf]) -> Result<Vec<PositionFile>> {
     let mut files = extra.to_vec();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
         let name = entry?.file_name();
@@ -291,9 +289,19 @@ pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathB
             files.push(dir.join(&*name));
         }
     }
+    Ok(files
+        .into_iter()
+        .map(|path| PositionFile { path })
+        .collect())
+}
+
+/// Every `dstore ship` position of this store (`position_files`), each with the first segment
+/// its shipper has not read to the end. A file that is not there yet protects nothing; one that
+/// cannot be read (which its shipper refuses too) protects everything, with a warning: what it
+/// protected is unknown.
+pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
     let mut out = Vec::new();
-    for path in files {
-        let file = PositionFile { path };
+    for file in position_files(dir, extra)? {
         match file.load() {
             Ok(Some(pos)) => out.push((file.path, pos.segment)),
             Ok(None) => {}
@@ -304,6 +312,37 @@ pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathB
         }
     }
     Ok(out)
+}
+
+/// A shipper of the store as stats shows it.
+struct Shipper {
+    /// Its position file's name.
+    file: String,
+    /// Its position, or why it cannot be read.
+    position: Result<Position, String>,
+    /// Bytes of the store at and after its position.
+    behind: u64,
+}
+
+/// The shippers whose position files are in the store.
+fn shippers(dir: &Path, segments: &[Info]) -> Result<Vec<Shipper>> {
+    Ok(position_files(dir, &[])?
+        .into_iter()
+        .filter_map(|file| {
+            let position = file.load().transpose()?;
+            let behind = position.as_ref().map_or(0, |p| {
+                let at = |s: &&Info| s.sequence >= Some(p.segment);
+                let bytes: u64 = segments.iter().filter(at).map(|s| s.bytes).sum();
+                let read = segments.iter().find(|s| s.sequence == Some(p.segment));
+                bytes - read.map_or(0, |s| p.offset.min(s.bytes))
+            });
+            Some(Shipper {
+                file: file.path.file_name()?.to_string_lossy().into_owned(),
+                position,
+                behind,
+            })
+        })
+        .collect())
 }
 
 /// `E events, B bytes, from T1 to T2` of some segments.
@@ -381,6 +420,9 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
     let first = segments.iter().filter_map(|s| s.range).map(|r| r.0).min();
     let last = segments.iter().filter_map(|s| s.range).map(|r| r.1).max();
     let per_day = events_per_day(&segments);
+    let compacted =
+        (dir.join(COMPACTED_FILE).exists()).then(|| read_number_file(&dir, COMPACTED_FILE));
+    let ships = shippers(&dir, &segments)?;
     let per_event = if events > 0 {
         bytes as f64 / events as f64
     } else {
@@ -405,6 +447,11 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
             "lastEvent": last.map(|t| utc_text(t, false)),
             "damagedBlocks": damaged,
             "eventsPerDay": per_day,
+            "compactedThrough": compacted,
+            "shippers": ships.iter().map(|s| match &s.position {
+                Ok(p) => json!({"file": s.file, "segment": p.segment, "offset": p.offset, "bytesBehind": s.behind}),
+                Err(e) => json!({"file": s.file, "error": e}),
+            }).collect::<Vec<_>>(),
         });
         writeln!(out, "{doc}")?;
     } else {
@@ -429,6 +476,20 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
             "compression      {ratio:.2}x (of the frames as received, length prefixes included)"
         )?;
         writeln!(out, "damaged blocks   {damaged}")?;
+        match compacted {
+            Some(n) => writeln!(out, "compacted        through segment {n}")?,
+            None => writeln!(out, "compacted        never")?,
+        }
+        for ship in &ships {
+            match &ship.position {
+                Ok(p) => writeln!(
+                    out,
+                    "shipper          {}: segment {} offset {}, {} bytes behind",
+                    ship.file, p.segment, p.offset, ship.behind
+                )?,
+                Err(e) => writeln!(out, "shipper          {e}")?,
+            }
+        }
         if !per_day.is_empty() {
             writeln!(out, "events per day")?;
             for (day, n) in &per_day {
