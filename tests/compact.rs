@@ -226,7 +226,12 @@ fn compact_rewrites_degraded_blocks_into_the_same_events_in_fewer_bytes() {
     );
 
     // stats says how far compaction went and what the shipper has still to send.
-    let o = run(&["stats", "--json", "--storage-dir", dir.to_str().expect("utf-8 path")]);
+    let o = run(&[
+        "stats",
+        "--json",
+        "--storage-dir",
+        dir.to_str().expect("utf-8 path"),
+    ]);
     let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stats --json");
     assert_eq!(doc["compactedThrough"], seq(&paths[1]));
     assert_eq!(
