@@ -8,10 +8,9 @@
 //! whole; a leftover temporary file is removed by the next run.
 
 use super::block::encode_block;
-use super::codec::{is_undecodable, Encoder, Event, FLAG_RECEIVE_TIME, FLAG_UNDECODABLE};
-use super::schema;
+use super::codec::{is_undecodable, Encoder, FLAG_RECEIVE_TIME};
 use super::segment::{sync_dir, Segment, SegmentWriter};
-use super::store::decode_block;
+use super::store::{decode_block, events_of};
 use super::{Decoded, Error};
 use std::path::{Path, PathBuf};
 
@@ -30,7 +29,7 @@ pub struct Compacted {
 pub const TEMP_SUFFIX: &str = ".compacting";
 
 /// Where the new version of `segment` is written before it replaces the old.
-pub fn temp_path(segment: &Path) -> PathBuf {
+fn temp_path(segment: &Path) -> PathBuf {
     let name = segment
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -38,46 +37,38 @@ pub fn temp_path(segment: &Path) -> PathBuf {
     segment.with_file_name(format!(".{name}{TEMP_SUFFIX}"))
 }
 
-/// Whether a sealed, undamaged segment has blocks without a summary: degraded ones, which
-/// compaction may make smaller.
-pub fn needs_compaction(segment: &Segment) -> bool {
-    let mut buf = Vec::new();
-    segment.sealed
-        && segment.damage.is_empty()
-        && segment
-            .blocks
-            .iter()
-            .any(|b| segment.read_summary(b, &mut buf).is_none())
-}
-
-/// Rewrites the blocks of `old` that have no summary as the writer writes blocks when it is not
-/// behind, and puts the result in its place: as if ingest had kept up. (A block of frames that do
-/// not decode may come out a little larger; the segment as a whole shrinks.) `None` when there is
-/// nothing to do: a segment unsealed, damaged, or without such blocks. With `dry_run`, only says
-/// what it would do.
+/// Rewrites the blocks of `old` that have no summary (the degraded ones) as the writer writes
+/// blocks when it is not behind, and puts the result in its place: as if ingest had kept up. (A
+/// block of frames that do not decode may come out a little larger; the segment as a whole
+/// shrinks.) `None` when there is nothing to do: a segment unsealed, damaged, or without such
+/// blocks. With `dry_run`, only says what it would do.
 pub fn compact_segment(
     old: &Segment,
     encoder: &mut Encoder,
     dry_run: bool,
 ) -> Result<Option<Compacted>, Error> {
-    let path = &old.path;
-    if !needs_compaction(old) {
+    if !old.sealed || !old.damage.is_empty() {
+        return Ok(None);
+    }
+    let mut buf = Vec::new();
+    let degraded: Vec<bool> = old
+        .blocks
+        .iter()
+        .map(|b| old.read_summary(b, &mut buf).is_none())
+        .collect();
+    if !degraded.contains(&true) {
         return Ok(None);
     }
     if dry_run {
-        let mut buf = Vec::new();
-        let todo: Vec<_> = old
-            .blocks
-            .iter()
-            .filter(|b| old.read_summary(b, &mut buf).is_none())
-            .collect();
+        let todo = old.blocks.iter().zip(&degraded).filter(|(_, &d)| d);
         return Ok(Some(Compacted {
-            blocks: todo.len(),
-            events: todo.iter().map(|b| u64::from(b.header.event_count)).sum(),
+            blocks: degraded.iter().filter(|&&d| d).count(),
+            events: todo.map(|(b, _)| u64::from(b.header.event_count)).sum(),
             bytes_before: old.len,
             bytes_after: old.len,
         }));
     }
+    let path = &old.path;
     let tmp = temp_path(path);
     match std::fs::remove_file(&tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -88,7 +79,7 @@ pub fn compact_segment(
         }
         _ => {}
     }
-    let written = write_compacted(old, &tmp, encoder).and_then(|done| {
+    let written = write_compacted(old, &degraded, &tmp, encoder).and_then(|done| {
         same_events(old, &Segment::open(&tmp)?)?;
         same_owner(path, &tmp)?;
         Ok(done)
@@ -110,41 +101,38 @@ pub fn compact_segment(
     Ok(Some(done))
 }
 
-/// Writes `old` to `tmp` with its summary-less blocks encoded in full, and seals it.
-fn write_compacted(old: &Segment, tmp: &Path, encoder: &mut Encoder) -> Result<Compacted, Error> {
+/// Writes `old` to `tmp`, the blocks marked `degraded` encoded as the writer encodes them (the
+/// time each was stored with standing for the receive time of those without one), the others
+/// copied as they are; and seals it.
+fn write_compacted(
+    old: &Segment,
+    degraded: &[bool],
+    tmp: &Path,
+    encoder: &mut Encoder,
+) -> Result<Compacted, Error> {
     let mut out = SegmentWriter::create(tmp, old.created_us)?;
     let (mut buf, mut decoded, mut block) = (Vec::new(), Decoded::default(), Vec::new());
+    let (mut pending, mut facts) = (Vec::new(), Vec::new());
     let mut done = Compacted {
         bytes_before: old.len,
         ..Compacted::default()
     };
-    for b in &old.blocks {
-        if old.read_summary(b, &mut buf).is_some() {
+    for (b, &degraded) in old.blocks.iter().zip(degraded) {
+        if !degraded {
             // Copied as it is on disk: `buf` holds the whole block, header and payload.
             old.read_payload(b, &mut buf)?;
             out.append(&buf, b.header)?;
             continue;
         }
         decode_block(old, b, &mut decoded, &mut buf)?;
-        let mut facts = Vec::with_capacity(decoded.len());
-        let events: Vec<Event> = (0..decoded.len())
-            .map(|i| {
-                let frame = decoded.frame(i);
-                let found = schema::inspect(frame);
-                // The time stays what it was; whether it came from the receive time too. The
-                // frame is checked now, so it is marked undecodable or not, no longer unchecked.
-                let mut flags = decoded.flags[i] & FLAG_RECEIVE_TIME;
-                if found.is_none() {
-                    flags |= FLAG_UNDECODABLE;
-                }
-                facts.push(found);
-                Event {
-                    frame,
-                    time_us: decoded.times[i],
-                    flags,
-                }
-            })
-            .collect();
+        pending.clear();
+        let mut end = 0u32;
+        for i in 0..decoded.len() {
+            end += decoded.frame(i).len() as u32;
+            pending.push((end, decoded.times[i]));
+        }
+        let frames = decoded.framed(0, decoded.len()).unwrap_or_default();
+        let events = events_of(frames, &pending, false, &mut facts);
         block.clear();
         let (header, _) = encode_block(encoder, &events, &facts, false, &mut block);
         out.append(&block, header)?;

@@ -427,7 +427,7 @@ impl StoreWriter {
 }
 
 /// Events waiting for a block: the end of each frame in the frame buffer and its receive time.
-type Pending = Vec<(u32, u64)>;
+pub(super) type Pending = Vec<(u32, u64)>;
 
 /// A block for the pool to encode: its place in the order, its frames and events, and whether it is
 /// to be written in the degraded form.
@@ -529,7 +529,7 @@ impl EncoderPool {
 /// The events of a block: each frame, its time and flags, and in `facts` what the schema walk found.
 /// A degraded block skips the schema walk (its frames are flagged unchecked) and reads the time
 /// alone, which costs a third as much.
-fn events_of<'a>(
+pub(super) fn events_of<'a>(
     frames: &'a [u8],
     pending: &Pending,
     degraded: bool,
