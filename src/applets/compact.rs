@@ -5,7 +5,7 @@
 //! compaction keeps; as a second guard, compaction stops at the first segment a shipper has not
 //! read to the end). See `format::compact`.
 
-use super::rotate::ship_positions;
+use super::rotate::furthest_behind_shipper;
 use crate::config::StoreArgs;
 use crate::format::codec::Encoder;
 use crate::format::compact::{compact_segment, Compacted, TEMP_SUFFIX};
@@ -62,11 +62,9 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         let _lock = lock_maintenance(&dir)?;
         remove_leftovers(&dir)?;
     }
-    let marker = read_number_file(&dir, COMPACTED_FILE);
+    let mut marker = read_number_file(&dir, COMPACTED_FILE);
     let through = if args.all { 0 } else { marker };
-    let stop = ship_positions(&dir, &args.ship_position)?
-        .into_iter()
-        .min_by_key(|(_, segment)| *segment);
+    let stop = furthest_behind_shipper(&dir, &args.ship_position)?;
     let deadline =
         (args.max_seconds > 0).then(|| Instant::now() + Duration::from_secs(args.max_seconds));
     let mut encoder = Encoder::new();
@@ -130,9 +128,10 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         }
         if !args.dry_run && last > marker {
             write_number_file(&dir, COMPACTED_FILE, last)?;
+            marker = last;
         }
     }
-    if !args.dry_run && last > read_number_file(&dir, COMPACTED_FILE) {
+    if !args.dry_run && last > marker {
         write_number_file(&dir, COMPACTED_FILE, last)?;
     }
     let verb = if args.dry_run {

@@ -4,7 +4,7 @@
 //! that is down lose nothing.
 
 use super::grep::Conditions;
-use crate::clickhouse::ship::{Batch, Position, PositionFile, Reader};
+use crate::clickhouse::ship::{lag_bytes, Batch, Position, PositionFile, Reader};
 use crate::clickhouse::{Client, Endpoint, Flavor, Table};
 use crate::config::StoreArgs;
 use crate::format::store::{now_us, utc_text};
@@ -636,7 +636,7 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
                 saved_pos = Some(pos);
             }
         }
-        stats.lag_bytes.store(reader.lag_bytes(pos), Relaxed);
+        stats.lag_bytes.store(lag_bytes(&dir, pos), Relaxed);
         if last_report.elapsed() >= Duration::from_secs(60) {
             let rows = stats.rows.load(Relaxed);
             log.info(&format!(

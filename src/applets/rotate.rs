@@ -4,7 +4,7 @@
 //! `dstore ship` has not sent yet. `dstore stats`: what the store holds.
 
 use super::compact::COMPACTED_FILE;
-use crate::clickhouse::ship::{Position, PositionFile};
+use crate::clickhouse::ship::{lag_bytes, Position, PositionFile};
 use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
 use crate::format::block::decode_payload_columns;
 use crate::format::codec::Columns;
@@ -200,10 +200,13 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
     // Not beside a compaction rewriting a segment this would remove.
     let _lock = really.then(|| lock_maintenance(&dir)).transpose()?;
     let segments = inventory(&dir)?;
-    let shippers = ship_positions(&dir, &args.ship_position)?;
-    // The shipper furthest behind, if any: segments from its position on are not yet shipped.
-    let behind = shippers.iter().min_by_key(|(_, segment)| *segment);
-    let unshipped = |s: &Info| behind.is_some_and(|(_, first)| s.sequence >= Some(*first));
+    // Segments from the position of the shipper furthest behind on are not yet shipped.
+    let behind = furthest_behind_shipper(&dir, &args.ship_position)?;
+    let unshipped = |s: &Info| {
+        behind
+            .as_ref()
+            .is_some_and(|(_, first)| s.sequence >= Some(*first))
+    };
     // Oldest first; a segment still being written (unsealed) is never removed. Age alone never
     // removes what a shipper has not sent yet; a size limit does (the disk comes first), loudly.
     let cutoff = age.map(|a| now_us().saturating_sub(a));
@@ -220,7 +223,7 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
         }
     }
     let would = if really { "" } else { "would be " };
-    if let Some((file, first)) = behind {
+    if let Some((file, first)) = &behind {
         if !held.is_empty() {
             eprintln!(
                 "dstore: kept {} old files not yet shipped ({}): {} is at segment {first}; remove that file if its shipper is gone for good",
@@ -295,23 +298,29 @@ fn position_files(dir: &Path, extra: &[PathBuf]) -> Result<Vec<PositionFile>> {
         .collect())
 }
 
-/// Every `dstore ship` position of this store (`position_files`), each with the first segment
-/// its shipper has not read to the end. A file that is not there yet protects nothing; one that
-/// cannot be read (which its shipper refuses too) protects everything, with a warning: what it
-/// protected is unknown.
-pub(super) fn ship_positions(dir: &Path, extra: &[PathBuf]) -> Result<Vec<(PathBuf, u64)>> {
-    let mut out = Vec::new();
+/// The `dstore ship` position (`position_files`) furthest behind, if any: the file and the first
+/// segment its shipper has not read to the end. A file that is not there yet holds back nothing;
+/// one that cannot be read (which its shipper refuses too) holds back everything, with a warning:
+/// what it held back is unknown.
+pub(super) fn furthest_behind_shipper(
+    dir: &Path,
+    extra: &[PathBuf],
+) -> Result<Option<(PathBuf, u64)>> {
+    let mut furthest: Option<(PathBuf, u64)> = None;
     for file in position_files(dir, extra)? {
-        match file.load() {
-            Ok(Some(pos)) => out.push((file.path, pos.segment)),
-            Ok(None) => {}
+        let segment = match file.load() {
+            Ok(Some(pos)) => pos.segment,
+            Ok(None) => continue,
             Err(e) => {
                 eprintln!("dstore: WARNING: {e}; until it is mended or removed, it holds back the whole store");
-                out.push((file.path, 0));
+                0
             }
+        };
+        if furthest.as_ref().is_none_or(|(_, f)| segment < *f) {
+            furthest = Some((file.path, segment));
         }
     }
-    Ok(out)
+    Ok(furthest)
 }
 
 /// A shipper of the store as stats shows it.
@@ -325,17 +334,12 @@ struct Shipper {
 }
 
 /// The shippers whose position files are in the store.
-fn shippers(dir: &Path, segments: &[Info]) -> Result<Vec<Shipper>> {
+fn shippers(dir: &Path) -> Result<Vec<Shipper>> {
     Ok(position_files(dir, &[])?
         .into_iter()
         .filter_map(|file| {
             let position = file.load().transpose()?;
-            let behind = position.as_ref().map_or(0, |p| {
-                let at = |s: &&Info| s.sequence >= Some(p.segment);
-                let bytes: u64 = segments.iter().filter(at).map(|s| s.bytes).sum();
-                let read = segments.iter().find(|s| s.sequence == Some(p.segment));
-                bytes - read.map_or(0, |s| p.offset.min(s.bytes))
-            });
+            let behind = position.as_ref().map_or(0, |&p| lag_bytes(dir, p));
             Some(Shipper {
                 file: file.path.file_name()?.to_string_lossy().into_owned(),
                 position,
@@ -422,7 +426,7 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
     let per_day = events_per_day(&segments);
     let compacted =
         (dir.join(COMPACTED_FILE).exists()).then(|| read_number_file(&dir, COMPACTED_FILE));
-    let ships = shippers(&dir, &segments)?;
+    let ships = shippers(&dir)?;
     let per_event = if events > 0 {
         bytes as f64 / events as f64
     } else {

@@ -207,24 +207,24 @@ impl Reader {
             *pos = Position::start_of(seq + 1);
         }
     }
+}
 
-    /// Bytes of the store at and after `pos`: how far behind a shipper is.
-    pub fn lag_bytes(&self, pos: Position) -> u64 {
-        let Ok(list) = segments(&self.dir) else {
-            return 0;
-        };
-        list.iter()
-            .filter(|(seq, _)| *seq >= pos.segment)
-            .filter_map(|(seq, p)| {
-                let len = std::fs::metadata(p).ok()?.len();
-                Some(if *seq == pos.segment {
-                    len.saturating_sub(pos.offset)
-                } else {
-                    len
-                })
+/// Bytes of the store in `dir` at and after `pos`: how far behind a shipper is.
+pub fn lag_bytes(dir: &Path, pos: Position) -> u64 {
+    let Ok(list) = segments(dir) else {
+        return 0;
+    };
+    list.iter()
+        .filter(|(seq, _)| *seq >= pos.segment)
+        .filter_map(|(seq, p)| {
+            let len = std::fs::metadata(p).ok()?.len();
+            Some(if *seq == pos.segment {
+                len.saturating_sub(pos.offset)
+            } else {
+                len
             })
-            .sum()
-    }
+        })
+        .sum()
 }
 
 /// Where a shipper keeps its position: one line of text, replaced atomically.
