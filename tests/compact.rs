@@ -11,18 +11,9 @@ use dstore::clickhouse::Flavor;
 use dstore::filter::Filter;
 use dstore::format::codec::Encoder;
 use dstore::format::compact::compact_segment;
-use dstore::format::{
-    scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
-};
+use dstore::format::{segment_paths, Segment, StoreWriter, WriterOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-const SAMPLES: &[&str] = &[
-    "dnsdist-5300.pb",
-    "dnsdist-live-same-traffic.pb",
-    "recursor-live-small.pb",
-    "recursor-live-with-outgoing.pb",
-];
 
 /// Every frame of the samples, the malformed dnspcap2protobuf ones among them.
 fn sample_frames() -> Vec<Vec<u8>> {
@@ -57,28 +48,11 @@ fn write_segment(dir: &Path, frames: &[Vec<u8>], degraded_from: usize, seal: boo
     new[0].clone()
 }
 
-/// What a reader learns of each event of a segment, in order.
-fn events(path: &Path) -> Vec<(Vec<u8>, u64, bool, bool)> {
-    let segment = Segment::open(path).expect("open a segment");
-    let (mut decoded, mut buf, mut out) = (Decoded::default(), Vec::new(), Vec::new());
-    scan_segment(
-        &segment,
-        TimeRange::ALL,
-        &mut decoded,
-        &mut buf,
-        &mut |e| panic!("{}: {e}", path.display()),
-        &mut |ev| {
-            out.push((
-                ev.frame.to_vec(),
-                ev.time_us,
-                ev.undecodable(),
-                ev.time_from_receive(),
-            ));
-            Ok(true)
-        },
-    )
-    .expect("scan");
-    out
+/// What a reader learns of each event of a segment, in order; every block must read.
+fn events(path: &Path) -> Vec<Read> {
+    let (events, errors) = read_events(path);
+    assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+    events
 }
 
 /// Blocks of a segment without a summary: the degraded ones.

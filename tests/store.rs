@@ -11,14 +11,6 @@ use dstore::format::{
 };
 use std::path::Path;
 
-const SAMPLES: &[&str] = &[
-    "dnsdist-5300.pb",
-    "dnsdist-5300.fixed.pb",
-    "dnsdist-live-same-traffic.pb",
-    "recursor-live-small.pb",
-    "recursor-live-with-outgoing.pb",
-];
-
 fn small_blocks() -> WriterOptions {
     WriterOptions {
         block_bytes: 4096,
@@ -41,39 +33,6 @@ fn write_store(dir: &Path, frames: &[Vec<u8>], options: WriterOptions) {
 fn read_segment(path: &Path) -> (Vec<Vec<u8>>, Vec<String>) {
     let (events, errors) = read_events(path);
     (events.into_iter().map(|e| e.frame).collect(), errors)
-}
-
-/// What a reader learns of one stored event.
-#[derive(Debug, PartialEq, Eq)]
-struct Read {
-    frame: Vec<u8>,
-    time_us: u64,
-    undecodable: bool,
-    time_from_receive: bool,
-}
-
-fn read_events(path: &Path) -> (Vec<Read>, Vec<String>) {
-    let segment = Segment::open(path).expect("open segment");
-    let (mut decoded, mut buf) = (Decoded::default(), Vec::new());
-    let (mut events, mut errors) = (Vec::new(), Vec::new());
-    scan_segment(
-        &segment,
-        TimeRange::ALL,
-        &mut decoded,
-        &mut buf,
-        &mut |e| errors.push(e.to_string()),
-        &mut |ev| {
-            events.push(Read {
-                frame: ev.frame.to_vec(),
-                time_us: ev.time_us,
-                undecodable: ev.undecodable(),
-                time_from_receive: ev.time_from_receive(),
-            });
-            Ok(true)
-        },
-    )
-    .expect("scan");
-    (events, errors)
 }
 
 #[test]

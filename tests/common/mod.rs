@@ -8,6 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// The captured streams in ../shared/samples, the malformed dnspcap2protobuf one among them.
+pub const SAMPLES: &[&str] = &[
+    "dnsdist-5300.pb",
+    "dnsdist-5300.fixed.pb",
+    "dnsdist-live-same-traffic.pb",
+    "recursor-live-small.pb",
+    "recursor-live-with-outgoing.pb",
+];
+
 pub fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples")
 }
@@ -108,4 +117,39 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| (self.next() >> 32) as u8).collect()
     }
+}
+
+/// What a reader learns of one stored event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Read {
+    pub frame: Vec<u8>,
+    pub time_us: u64,
+    pub undecodable: bool,
+    pub time_from_receive: bool,
+}
+
+/// Every event of every readable block of the segment at `path`, in order, and the errors met.
+pub fn read_events(path: &Path) -> (Vec<Read>, Vec<String>) {
+    use dstore::format::{scan_segment, Decoded, Segment, TimeRange};
+    let segment = Segment::open(path).expect("open segment");
+    let (mut decoded, mut buf) = (Decoded::default(), Vec::new());
+    let (mut events, mut errors) = (Vec::new(), Vec::new());
+    scan_segment(
+        &segment,
+        TimeRange::ALL,
+        &mut decoded,
+        &mut buf,
+        &mut |e| errors.push(e.to_string()),
+        &mut |ev| {
+            events.push(Read {
+                frame: ev.frame.to_vec(),
+                time_us: ev.time_us,
+                undecodable: ev.undecodable(),
+                time_from_receive: ev.time_from_receive(),
+            });
+            Ok(true)
+        },
+    )
+    .expect("scan");
+    (events, errors)
 }
