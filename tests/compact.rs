@@ -11,7 +11,7 @@ use dstore::clickhouse::Flavor;
 use dstore::filter::Filter;
 use dstore::format::codec::Encoder;
 use dstore::format::compact::compact_segment;
-use dstore::format::{segment_paths, Segment, StoreWriter, WriterOptions};
+use dstore::format::{segment_paths, Segment, WriterOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,7 @@ fn write_segment(dir: &Path, frames: &[Vec<u8>], degraded_from: usize, seal: boo
         block_bytes: 16 << 10,
         ..WriterOptions::default()
     };
-    let (mut w, _) = StoreWriter::open(dir, options).expect("open the store");
+    let (mut w, _) = open_writer(dir, options);
     for (i, f) in frames.iter().enumerate() {
         w.set_degraded(i >= degraded_from);
         w.append(f, 1_700_000_000_000_000 + i as u64)

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use dstore::clickhouse::ship::{Position, PositionFile};
-use dstore::format::{Segment, StoreWriter, WriterOptions};
+use dstore::format::{Segment, WriterOptions};
 use dstore::frame::{FrameReader, FrameWidth};
 use prost::Message as _;
 use serde_json::Value;
@@ -119,28 +119,12 @@ fn file_len(dir: &Path, name: &str) -> u64 {
         .len()
 }
 
-/// Opens the store for writing. Another test's child process may for a moment hold a copy of a
-/// lock file descriptor this process just closed (between its fork and its exec), so a lock held
-/// elsewhere is waited for, briefly.
-fn open_writer(dir: &Path, options: WriterOptions) -> StoreWriter {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match StoreWriter::open(dir, options.clone()) {
-            Ok((writer, _)) => return writer,
-            Err(dstore::format::Error::Locked { .. }) if Instant::now() < deadline => {
-                thread::sleep(Duration::from_millis(10))
-            }
-            Err(e) => panic!("open the store in {} for writing: {e}", dir.display()),
-        }
-    }
-}
-
 /// Writes one segment holding events at `times` through the library: one writer session makes one
 /// segment, sealed when the writer closes. Unsealed, it is what a writer that stopped without
 /// closing leaves: whole blocks, fsynced, and no index.
 fn write_segment(dir: &Path, times: &[u64], seal: bool) -> Written {
     let before = segment_names(dir);
-    let mut writer = open_writer(dir, WriterOptions::default());
+    let mut writer = open_writer(dir, WriterOptions::default()).0;
     let frames: Vec<Vec<u8>> = times.iter().map(|&t| event(next_id(), t)).collect();
     for f in &frames {
         writer.append(f, now_us()).expect("append an event");
@@ -1419,7 +1403,8 @@ fn rotates_at_once_report_each_removal_once() {
             segment_bytes: 1,
             ..WriterOptions::default()
         },
-    );
+    )
+    .0;
     let times = spread(base - 5 * HOUR, base - 2 * HOUR, 1200);
     for &t in &times {
         writer
@@ -1526,7 +1511,7 @@ fn rotate_killed_at_random_points() {
     };
     let write_many = |from: u64, to: u64, n: usize| -> BTreeSet<String> {
         let before = segment_names(&template);
-        let mut writer = open_writer(&template, small.clone());
+        let mut writer = open_writer(&template, small.clone()).0;
         for t in spread(from, to, n) {
             writer
                 .append(&event(next_id(), t), now_us())
@@ -1857,7 +1842,7 @@ fn stats_counts_damaged_blocks() {
     let sealed = write_segment(&dir, &spread(base - 3 * HOUR, base - 2 * HOUR, 50), true);
     // Two blocks, no index.
     let before = segment_names(&dir);
-    let mut writer = open_writer(&dir, WriterOptions::default());
+    let mut writer = open_writer(&dir, WriterOptions::default()).0;
     for t in spread(base - 50 * MIN, base - 40 * MIN, 30) {
         writer
             .append(&event(next_id(), t), now_us())

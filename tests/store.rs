@@ -353,7 +353,7 @@ fn a_segment_cut_before_its_first_block_is_removed_on_open() {
     let bytes = std::fs::read(&path).unwrap();
     for cut in 0..FILE_HEADER_LEN + BLOCK_HEADER_LEN {
         std::fs::write(&path, &bytes[..cut]).unwrap();
-        let (w, recovered) = StoreWriter::open(&dir.0, WriterOptions::default()).unwrap();
+        let (w, recovered) = open_writer(&dir.0, WriterOptions::default());
         assert_eq!(recovered.len(), 1, "cut at {cut}");
         assert!(recovered[0].removed, "cut at {cut}");
         assert!(!path.exists());

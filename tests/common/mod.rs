@@ -153,3 +153,22 @@ pub fn read_events(path: &Path) -> (Vec<Read>, Vec<String>) {
     .expect("scan");
     (events, errors)
 }
+
+/// Opens the store in `dir` for writing, with what recovery found. Another test's child process
+/// may for a moment hold a copy of a lock file descriptor this process just closed (between its
+/// fork and its exec), so a lock held elsewhere is waited for, briefly.
+pub fn open_writer(
+    dir: &Path,
+    options: dstore::format::WriterOptions,
+) -> (dstore::format::StoreWriter, Vec<dstore::format::Recovery>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match dstore::format::StoreWriter::open(dir, options.clone()) {
+            Ok(opened) => return opened,
+            Err(dstore::format::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("open the store in {} for writing: {e}", dir.display()),
+        }
+    }
+}
