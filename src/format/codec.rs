@@ -1020,8 +1020,16 @@ fn column_error<T>() -> Result<T, CodecError> {
 const ROOM: usize = 64;
 /// The most `reserve_frames` sets aside: blocks hold a megabyte or two of frames; a larger one grows.
 const MAX_RESERVE: usize = 16 << 20;
-/// Past this, a decode that needed less than half of `frames` gives the rest back.
-const KEEP_FRAMES: usize = 32 << 20;
+/// Past this, a decode that needed less than half of a buffer gives the rest back.
+const KEEP_BYTES: usize = 32 << 20;
+
+/// Gives back the memory of a buffer that an earlier block (a hostile one, say) grew far past
+/// what this one used, so that a long-running reader does not keep it.
+pub(crate) fn give_back<T>(v: &mut Vec<T>) {
+    if v.capacity() * std::mem::size_of::<T>() > KEEP_BYTES && v.capacity() > 2 * v.len() {
+        v.shrink_to_fit();
+    }
+}
 /// The most room a shape's fixed-size steps ask for at once: a longer shape asks again on the way
 /// (`OpKind::Room`). Bounds how far past the frames themselves a decode looks ahead, so that the
 /// frame buffer never grows much past what the block header says.
@@ -1162,13 +1170,17 @@ pub fn decode(
         &mut opaque,
     )
     .and_then(|layout| rebuild(&layout, claim, &mut columns, &opaque, &mut frames, out));
-    // A block (a hostile one, say) that grew the buffer far past what the next needs does not
-    // keep the memory.
+    // The frame buffer's length is the room written ahead into, kept between blocks (growing it
+    // again would zero it again); what the block used is less.
     let used = out.ends.last().map_or(0, |&e| e as usize) + ROOM;
-    if frames.len() > KEEP_FRAMES && frames.len() > 2 * used {
+    if frames.len() > KEEP_BYTES && frames.len() > 2 * used {
         frames.truncate(used);
         frames.shrink_to_fit();
     }
+    give_back(&mut buf);
+    give_back(&mut opaque);
+    give_back(&mut out.leaves);
+    columns.iter_mut().for_each(|c| give_back(&mut c.data));
     out.buf = buf;
     out.columns = columns;
     out.opaque = opaque;
@@ -1616,6 +1628,10 @@ pub fn decode_columns(
             std::mem::swap(&mut out.data[*w], &mut c.data);
         }
     }
+    give_back(&mut out.buf);
+    give_back(&mut out.opaque);
+    out.data.iter_mut().for_each(give_back);
+    columns.iter_mut().for_each(|c| give_back(&mut c.data));
     out.columns = columns;
     Ok(exact)
 }
@@ -2217,6 +2233,70 @@ mod tests {
         decode(&payload, 1, frame_bytes(&evs), &mut decoded).unwrap();
         assert_eq!(decoded.frame(0), long[0].as_slice());
         assert_eq!(decoded.framed(0, 1), None);
+    }
+
+    /// The bytes a decoder's buffers hold on to between blocks.
+    fn held(decoded: &Decoded, columns: &Columns) -> usize {
+        let data = |cs: &[Column]| cs.iter().map(|c| c.data.capacity()).sum::<usize>();
+        decoded.frames.capacity()
+            + decoded.buf.capacity()
+            + decoded.leaves.capacity() * 8
+            + data(&decoded.columns)
+            + columns.data.iter().map(Vec::capacity).sum::<usize>()
+            + data(&columns.columns)
+    }
+
+    #[test]
+    fn buffers_a_large_block_grew_are_given_back_after_the_next_block() {
+        // 700 events each with a literal of 60 KB: about 42 MB of column and of frames.
+        const TAG: u8 = 6 << 3 | WIRE_LEN;
+        let (count, value_len) = (700, 60_000);
+        let mut column = Vec::new();
+        for i in 0..count {
+            put_varint(&mut column, value_len as u64);
+            column.resize(column.len() + value_len, i as u8);
+        }
+        let large = crafted_payload(
+            count,
+            &vec![1; count],
+            &vec![0; count],
+            &[1, 2, TAG, KIND_LITERAL],
+            &[(&[TAG], &column)],
+        );
+        let large_bytes = (count * (value_len + 4)) as u64;
+        let frames = sample("recursor-live-small.pb");
+        let small_events = events(&frames);
+        let mut small = Vec::new();
+        Encoder::new().encode(&small_events, &[], &mut small);
+        let small_bytes = frame_bytes(&small_events);
+
+        let (mut decoded, mut columns) = (Decoded::default(), Columns::default());
+        decoded.set_length_prefix(2);
+        decode(&large, count, large_bytes, &mut decoded).unwrap();
+        decode_columns(
+            &large,
+            count,
+            large_bytes,
+            &[&[u32::from(TAG)]],
+            &mut columns,
+        )
+        .unwrap();
+        let last = decoded.frame(count - 1);
+        assert!(last.len() == value_len + 4 && last[4..].iter().all(|&b| b == (count - 1) as u8));
+        assert!(
+            held(&decoded, &columns) > 3 * (40 << 20),
+            "the test is as large as it says"
+        );
+
+        let n = small_events.len();
+        decode(&small, n, small_bytes, &mut decoded).unwrap();
+        decode_columns(&small, n, small_bytes, &[&[u32::from(TAG)]], &mut columns).unwrap();
+        assert_eq!(decoded.frame(n - 1), small_events[n - 1].frame);
+        assert!(
+            held(&decoded, &columns) < KEEP_BYTES,
+            "{} bytes kept",
+            held(&decoded, &columns)
+        );
     }
 
     #[test]

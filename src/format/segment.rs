@@ -322,6 +322,7 @@ impl Segment {
     ) -> Result<&'b [u8], Error> {
         let len = block.header.block_len() as usize;
         buf.resize(len, 0);
+        super::codec::give_back(buf);
         self.file
             .read_exact_at(buf, block.offset)
             .map_err(io_err(&self.path))?;
