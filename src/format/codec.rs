@@ -1030,6 +1030,7 @@ pub(crate) fn give_back<T>(v: &mut Vec<T>) {
         v.shrink_to_fit();
     }
 }
+
 /// The most room a shape's fixed-size steps ask for at once: a longer shape asks again on the way
 /// (`OpKind::Room`). Bounds how far past the frames themselves a decode looks ahead, so that the
 /// frame buffer never grows much past what the block header says.
@@ -2284,7 +2285,7 @@ mod tests {
         let last = decoded.frame(count - 1);
         assert!(last.len() == value_len + 4 && last[4..].iter().all(|&b| b == (count - 1) as u8));
         assert!(
-            held(&decoded, &columns) > 3 * (40 << 20),
+            held(&decoded, &columns) > 3 * KEEP_BYTES,
             "the test is as large as it says"
         );
 
