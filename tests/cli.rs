@@ -160,6 +160,14 @@ fn bad_words_get_one_clear_line_and_exit_2() {
             "{args:?}: {err}"
         );
         assert!(err.to_lowercase().contains("error"), "{args:?}: {err}");
+        // Each cause is said once, not once by its wrapper and again by itself.
+        for line in err.lines() {
+            let parts: Vec<&str> = line.split(": ").collect();
+            assert!(
+                parts.windows(2).all(|w| w[0] != w[1]),
+                "{args:?}: a cause said twice: {line}"
+            );
+        }
     }
 }
 

@@ -65,8 +65,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let range = time_range(args.from.as_deref(), args.to.as_deref())?;
     let paths = if args.segments.is_empty() {
         let dir = args.store.resolve()?;
-        segment_paths(&dir)
-            .with_context(|| format!("cannot list the store in {}", dir.display()))?
+        segment_paths(&dir).context("cannot list the store")?
     } else {
         args.segments.clone()
     };

@@ -279,8 +279,7 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let dir = args.store.resolve()?;
-    crate::format::segment_paths(&dir)
-        .with_context(|| format!("cannot list the store in {}", dir.display()))?;
+    crate::format::segment_paths(&dir).context("cannot list the store")?;
     let (mut sink, table) = match &args.out {
         Some(out) => {
             let table = target.table(None)?;
@@ -468,8 +467,7 @@ pub fn ship(m: &ArgMatches) -> Result<ExitCode> {
     target.check()?;
     let endpoint = target.endpoint()?; // --url is required; only the server's answers are retried
     let dir = args.store.resolve()?;
-    crate::format::segment_paths(&dir)
-        .with_context(|| format!("cannot list the store in {}", dir.display()))?;
+    crate::format::segment_paths(&dir).context("cannot list the store")?;
     let position_file = PositionFile {
         path: args.position_file.clone().unwrap_or_else(|| {
             // One file per server and table, so that shipping one store to two clusters keeps

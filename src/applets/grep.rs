@@ -229,8 +229,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let (q, output) = query(&args)?;
     let dir = args.store.resolve()?;
     // A store that cannot be listed is an error before anything is printed.
-    crate::format::segment_paths(&dir)
-        .with_context(|| format!("cannot list the store in {}", dir.display()))?;
+    crate::format::segment_paths(&dir).context("cannot list the store")?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     if output == Output::Document {

@@ -129,9 +129,7 @@ struct Info {
 
 fn inventory(dir: &Path) -> Result<Vec<Info>> {
     let mut out = Vec::new();
-    for path in
-        segment_paths(dir).with_context(|| format!("cannot list the store in {}", dir.display()))?
-    {
+    for path in segment_paths(dir).context("cannot list the store")? {
         match Segment::open(&path) {
             Ok(s) => out.push(Info {
                 sequence: path

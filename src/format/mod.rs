@@ -85,11 +85,6 @@ impl Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// No `source`: the message already ends with the I/O error's, which a printer of the error's
+/// chain would otherwise repeat.
+impl std::error::Error for Error {}
