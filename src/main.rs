@@ -24,8 +24,25 @@ fn main() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("dstore: error: {err:#}");
+            eprintln!("dstore: error: {}", message(&err));
             ExitCode::from(dstore::applets::EXIT_ERROR)
         }
     }
+}
+
+/// The error and its causes, each said once: an error whose message already ends with its cause's
+/// (a search error quoting its I/O error, say) is not followed by that cause again.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let said = cause.to_string();
+        if text.ends_with(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }

@@ -357,3 +357,41 @@ fn import_reports_a_partial_last_frame_and_keeps_the_rest() {
     );
     assert!(stderr(&o).contains("imported 21 events"), "{}", stderr(&o));
 }
+
+/// Output that cannot be written (a full disk, here /dev/full) is one clear error and exit 2, from
+/// every command that prints; a closed pipe, by contrast, ends them quietly (tested with each).
+#[test]
+fn output_to_a_full_disk_is_one_clear_error() {
+    let store = imported("full", "recursor-live-small.pb");
+    let dir = store.path("store");
+    let dir = dir.to_str().unwrap();
+    let links = store.path("links");
+    std::fs::create_dir(&links).unwrap();
+    let input = sample("recursor-live-small.pb");
+    let cases: &[&[&str]] = &[
+        &["--list"],
+        &["cat", "-q", "--storage-dir", dir],
+        &["cat", "-q", "--raw", "--storage-dir", dir],
+        &["pb2json", input.to_str().unwrap()],
+        &["stats", "--storage-dir", dir],
+        &["stats", "--json", "--storage-dir", dir],
+        &["grep", "--storage-dir", dir],
+        &["links", links.to_str().unwrap()],
+    ];
+    for args in cases {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full, which Linux always has");
+        let o = dstore().args(*args).stdout(full).output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("cannot write") && err.contains("No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+    // The links were all made, whatever became of the list of them.
+    assert_eq!(std::fs::read_dir(&links).unwrap().count(), 5);
+}

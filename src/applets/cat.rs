@@ -127,13 +127,15 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
                 }
                 Ok(true)
             };
-            scanner.scan_framed(
-                &segment,
-                range,
-                width.prefix_len(),
-                &mut on_damage,
-                &mut on_frames,
-            )?;
+            scanner
+                .scan_framed(
+                    &segment,
+                    range,
+                    width.prefix_len(),
+                    &mut on_damage,
+                    &mut on_frames,
+                )
+                .context(super::CANNOT_WRITE)?;
             continue;
         }
         let mut on_event = |ev: crate::format::StoredEvent| -> std::io::Result<bool> {
@@ -148,9 +150,11 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
             out.write_all(&line)?;
             Ok(true)
         };
-        scanner.scan(&segment, range, &mut on_damage, &mut on_event)?;
+        scanner
+            .scan(&segment, range, &mut on_damage, &mut on_event)
+            .context(super::CANNOT_WRITE)?;
     }
-    out.flush()?;
+    out.flush().context(super::CANNOT_WRITE)?;
     if !args.quiet {
         eprintln!("{events} events from {} segment(s)", paths.len());
     }

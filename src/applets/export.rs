@@ -272,10 +272,8 @@ pub fn export(m: &ArgMatches) -> Result<ExitCode> {
             Some(_) => Some(target.client()?),
             None => None,
         };
-        println!(
-            "{};",
-            target.table(client.as_mut())?.create_statement().trim_end()
-        );
+        let table = target.table(client.as_mut())?;
+        super::print(&format!("{};\n", table.create_statement().trim_end()))?;
         return Ok(ExitCode::SUCCESS);
     }
     let dir = args.store.resolve()?;

@@ -249,27 +249,30 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     } else {
         totals.number
     };
-    match output {
-        Output::Document => {
-            let msec = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-            writeln!(
-                out,
-                "],\"luaresult\":{},\"msec\":{},\"number\":{}}}",
-                Value::Object(luaresult),
-                msec,
-                number
-            )?;
+    let tail = || -> std::io::Result<()> {
+        match output {
+            Output::Document => {
+                let msec = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+                writeln!(
+                    out,
+                    "],\"luaresult\":{},\"msec\":{},\"number\":{}}}",
+                    Value::Object(luaresult),
+                    msec,
+                    number
+                )?;
+            }
+            Output::Lines if !luaresult.is_empty() => {
+                writeln!(out, "{}", json!({ "luaresult": luaresult }))?
+            }
+            Output::Count if !luaresult.is_empty() => {
+                writeln!(out, "{}", json!({"number": number, "luaresult": luaresult}))?
+            }
+            Output::Count => writeln!(out, "{number}")?,
+            Output::Lines | Output::Raw => {}
         }
-        Output::Lines if !luaresult.is_empty() => {
-            writeln!(out, "{}", json!({ "luaresult": luaresult }))?
-        }
-        Output::Count if !luaresult.is_empty() => {
-            writeln!(out, "{}", json!({"number": number, "luaresult": luaresult}))?
-        }
-        Output::Count => writeln!(out, "{number}")?,
-        Output::Lines | Output::Raw => {}
-    }
-    out.flush()?;
+        out.flush()
+    };
+    tail().context(super::CANNOT_WRITE)?;
     for d in &totals.damage {
         eprintln!("dstore grep: {d}");
     }

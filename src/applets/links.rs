@@ -23,6 +23,7 @@ pub fn command() -> Command {
 pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let args = Args::from_arg_matches(m)?;
     let target = std::env::current_exe().context("cannot find this executable's path")?;
+    let mut made = String::new();
     for alias in super::APPLETS.iter().filter_map(|a| a.alias) {
         let link = args.dir.join(alias);
         if args.force && link.symlink_metadata().is_ok() {
@@ -31,7 +32,8 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         }
         std::os::unix::fs::symlink(&target, &link)
             .with_context(|| format!("cannot create {}", link.display()))?;
-        println!("{} -> {}", link.display(), target.display());
+        made += &format!("{} -> {}\n", link.display(), target.display());
     }
+    super::print(&made)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,9 +2,10 @@
 //! name the executable was started under (`dgrep`, `dcat`, ...) or, when that is `dstore`, by its
 //! first argument, the way busybox and coreutils' multicall binary do.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{ArgMatches, Command};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -106,6 +107,18 @@ pub static APPLETS: &[Applet] = &[
 /// Exit status for "ran and found nothing" (grep's 1); errors are 2.
 pub const EXIT_ERROR: u8 = 2;
 
+/// What a failure to print is said as (a full disk under `dstore cat > file`, say). A closed pipe
+/// underneath still ends the command quietly (see main).
+const CANNOT_WRITE: &str = "cannot write the output";
+
+/// Prints `text` on standard output, whole, or says why it could not.
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context(CANNOT_WRITE)
+}
+
 fn find(name: &str) -> Option<&'static Applet> {
     APPLETS
         .iter()
@@ -126,10 +139,12 @@ pub fn dispatch(args: Vec<OsString>) -> Result<ExitCode> {
     let first = args.get(1).and_then(|a| a.to_str());
     match first {
         Some("--list") => {
+            let mut list = String::new();
             for a in APPLETS {
                 let alias = a.alias.map(|x| format!(" (also {x})")).unwrap_or_default();
-                println!("{}{alias}", a.name);
+                list += &format!("{}{alias}\n", a.name);
             }
+            print(&list)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(name) if find(name).is_some() => {

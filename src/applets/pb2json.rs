@@ -99,12 +99,12 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
             }
         }
     }
-    out.flush()?;
+    out.flush().context(super::CANNOT_WRITE)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints every frame of one input. Write errors (a closed pipe above all) come back as they are,
-/// so that main can tell them apart from read errors.
+/// Prints every frame of one input. Write errors (a closed pipe above all) keep the I/O error
+/// underneath, so that main can tell a closed pipe from other failures.
 fn convert<R: Read, W: Write>(
     source: R,
     input: &Input,
@@ -119,11 +119,15 @@ fn convert<R: Read, W: Write>(
     {
         let obj = frame_to_json(frame, &meta);
         if config.pretty {
-            serde_json::to_writer_pretty(&mut *out, &obj).map_err(io::Error::from)?;
+            serde_json::to_writer_pretty(&mut *out, &obj)
+                .map_err(io::Error::from)
+                .context(super::CANNOT_WRITE)?;
         } else {
-            serde_json::to_writer(&mut *out, &obj).map_err(io::Error::from)?;
+            serde_json::to_writer(&mut *out, &obj)
+                .map_err(io::Error::from)
+                .context(super::CANNOT_WRITE)?;
         }
-        out.write_all(b"\n")?;
+        out.write_all(b"\n").context(super::CANNOT_WRITE)?;
     }
     if let Some(t) = reader.truncated() {
         // Senders cut streams mid-frame when a connection drops; that is a fact about the input

@@ -409,7 +409,9 @@ fn events_per_day(segments: &[Info]) -> BTreeMap<String, u64> {
 }
 
 pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
+    use std::fmt::Write as _;
+    // Written whole at the end, so that a failure to print is said once.
+    let mut out = String::new();
     let args = StatsArgs::from_arg_matches(m)?;
     let dir = args.store.resolve()?;
     let segments = inventory(&dir)?;
@@ -499,6 +501,7 @@ pub fn stats(m: &ArgMatches) -> Result<ExitCode> {
             }
         }
     }
+    super::print(&out)?;
     Ok(if damaged > 0 {
         ExitCode::from(super::EXIT_ERROR)
     } else {
