@@ -591,3 +591,32 @@ fn a_block_rebuilding_to_more_frame_bytes_than_its_header_says_is_skipped_as_dam
         "{errors:?}"
     );
 }
+
+/// A frame too long for `cat --raw`'s 2-byte prefix is said as that (with `--frame4` it prints),
+/// not as a failure to write the output.
+#[test]
+fn a_frame_too_long_for_two_byte_framing_is_named_as_such() {
+    let dir = Scratch::new("cat-too-long");
+    let store = dir.path("store");
+    let store = store.to_str().expect("utf-8 path");
+    let input = dir.path("frames.pb");
+    let long = vec![0u8; 70_000];
+    let mut bytes = (long.len() as u32).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&long);
+    std::fs::write(&input, &bytes).expect("write input");
+    let input = input.to_str().expect("utf-8 path");
+    let o = run(&["import", "-q", "--frame4", "--storage-dir", store, input]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = run(&["cat", "-q", "--raw", "--storage-dir", store]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("a 70000-byte frame does not fit a 2-byte length prefix")
+            && !err.contains("cannot write"),
+        "{err}"
+    );
+    let o = run(&["cat", "-q", "--raw", "--frame4", "--storage-dir", store]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout == bytes, "the frame, after its 4-byte length");
+}

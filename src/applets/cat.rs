@@ -135,7 +135,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
                     &mut on_damage,
                     &mut on_frames,
                 )
-                .context(super::CANNOT_WRITE)?;
+                .map_err(output_error)?;
             continue;
         }
         let mut on_event = |ev: crate::format::StoredEvent| -> std::io::Result<bool> {
@@ -152,7 +152,7 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         };
         scanner
             .scan(&segment, range, &mut on_damage, &mut on_event)
-            .context(super::CANNOT_WRITE)?;
+            .map_err(output_error)?;
     }
     out.flush().context(super::CANNOT_WRITE)?;
     if !args.quiet {
@@ -163,4 +163,14 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
         return Ok(ExitCode::from(super::EXIT_ERROR));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What printing an event failed on: the output, or (said as itself) a frame too long for the
+/// length prefix asked for.
+fn output_error(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::InvalidInput {
+        e.into()
+    } else {
+        anyhow::Error::new(e).context(super::CANNOT_WRITE)
+    }
 }

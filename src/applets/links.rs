@@ -23,15 +23,22 @@ pub fn command() -> Command {
 pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let args = Args::from_arg_matches(m)?;
     let target = std::env::current_exe().context("cannot find this executable's path")?;
+    let make = |link: &std::path::Path| -> Result<()> {
+        if args.force && link.symlink_metadata().is_ok() {
+            std::fs::remove_file(link)
+                .with_context(|| format!("cannot replace {}", link.display()))?;
+        }
+        std::os::unix::fs::symlink(&target, link)
+            .with_context(|| format!("cannot create {}", link.display()))
+    };
+    // Every link is made before the list is printed; a link that fails still lists those made.
     let mut made = String::new();
     for alias in super::APPLETS.iter().filter_map(|a| a.alias) {
         let link = args.dir.join(alias);
-        if args.force && link.symlink_metadata().is_ok() {
-            std::fs::remove_file(&link)
-                .with_context(|| format!("cannot replace {}", link.display()))?;
+        if let Err(e) = make(&link) {
+            let _ = super::print(&made);
+            return Err(e);
         }
-        std::os::unix::fs::symlink(&target, &link)
-            .with_context(|| format!("cannot create {}", link.display()))?;
         made += &format!("{} -> {}\n", link.display(), target.display());
     }
     super::print(&made)?;
