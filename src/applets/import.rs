@@ -3,7 +3,7 @@
 use crate::config::StoreArgs;
 use crate::format::block::MAX_FRAME_BYTES;
 use crate::format::store::now_us;
-use crate::format::{Recovery, StoreWriter, WriterOptions};
+use crate::format::{Error, Recovery, StoreWriter, WriterOptions};
 use crate::frame::{FrameReader, FrameWidth};
 use anyhow::{Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
@@ -91,18 +91,18 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
                 read_at = now_us();
             }
             frames_read += 1;
-            if frame.len() as u64 > MAX_FRAME_BYTES {
-                let len = frame.len();
-                eprintln!(
-                    "dstore import: {name}: the frame at offset {} is {len} bytes, longer than the {MAX_FRAME_BYTES} bytes a block holds; skipped",
-                    reader.offset() - (width.prefix_len() + len) as u64
-                );
-                too_long += 1;
-                continue;
+            match writer.append(frame, read_at) {
+                // The writer refuses the frame and carries on: so does the import.
+                Err(Error::FrameTooLong { len }) => {
+                    eprintln!(
+                        "dstore import: {name}: the frame at offset {} is {len} bytes, longer than the {MAX_FRAME_BYTES} bytes a block holds; skipped",
+                        reader.offset() - (width.prefix_len() + len) as u64
+                    );
+                    too_long += 1;
+                    continue;
+                }
+                written => written.context("cannot write to the store")?,
             }
-            writer
-                .append(frame, read_at)
-                .context("cannot write to the store")?;
             if progress && last_report.elapsed().as_millis() >= 250 {
                 last_report = Instant::now();
                 let done = reader.offset();
