@@ -9,8 +9,10 @@ use super::rotate::furthest_behind_shipper;
 use crate::config::StoreArgs;
 use crate::format::codec::Encoder;
 use crate::format::compact::{compact_segment, Compacted, TEMP_SUFFIX};
-use crate::format::store::{lock_maintenance, read_number_file, sequence_of, write_number_file};
-use crate::format::{segment_paths, Segment};
+use crate::format::store::{
+    lock_maintenance, numbered_segments, read_number_file, write_number_file,
+};
+use crate::format::Segment;
 use anyhow::{Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
 use std::io::Write;
@@ -71,14 +73,10 @@ pub fn run(m: &ArgMatches) -> Result<ExitCode> {
     let mut total = Compacted::default();
     let (mut segments, mut failed, mut last) = (0, 0, through);
     // What this prints is a report: a reader that went away stops none of the work.
-    for path in segment_paths(&dir).context("cannot list the store")? {
-        let Some(seq) = path
-            .file_name()
-            .and_then(|n| sequence_of(&n.to_string_lossy()))
-            .filter(|&seq| seq > through)
-        else {
+    for (seq, path) in numbered_segments(&dir).context("cannot list the store")? {
+        if seq <= through {
             continue;
-        };
+        }
         if let Some((file, first)) = stop.as_ref().filter(|(_, first)| seq >= *first) {
             if !args.quiet {
                 let _ = writeln!(

@@ -9,8 +9,10 @@ use crate::config::{parse_conf, StoreArgs, DEFAULT_CONFIG_FILE};
 use crate::format::block::decode_payload_columns;
 use crate::format::codec::Columns;
 use crate::format::segment::sync_dir;
-use crate::format::store::{lock_maintenance, now_us, read_number_file, sequence_of, utc_text};
-use crate::format::{segment_paths, Segment};
+use crate::format::store::{
+    lock_maintenance, now_us, numbered_segments, read_number_file, utc_text,
+};
+use crate::format::Segment;
 use crate::timespec::parse_duration;
 use anyhow::{bail, Context, Result};
 use clap::{ArgMatches, Command, CommandFactory, FromArgMatches, Parser};
@@ -117,7 +119,7 @@ fn parse_words(words: &[String]) -> Result<Option<(u64, bool)>> {
 /// A segment as rotate and stats see it.
 struct Info {
     path: PathBuf,
-    sequence: Option<u64>,
+    sequence: u64,
     bytes: u64,
     events: u64,
     frame_bytes: u64,
@@ -129,12 +131,10 @@ struct Info {
 
 fn inventory(dir: &Path) -> Result<Vec<Info>> {
     let mut out = Vec::new();
-    for path in segment_paths(dir).context("cannot list the store")? {
+    for (sequence, path) in numbered_segments(dir).context("cannot list the store")? {
         match Segment::open(&path) {
             Ok(s) => out.push(Info {
-                sequence: path
-                    .file_name()
-                    .and_then(|n| sequence_of(&n.to_string_lossy())),
+                sequence,
                 bytes: s.len,
                 events: s.events(),
                 frame_bytes: s.blocks.iter().map(|b| b.header.frame_bytes).sum(),
@@ -203,7 +203,7 @@ pub fn rotate(m: &ArgMatches) -> Result<ExitCode> {
     let unshipped = |s: &Info| {
         behind
             .as_ref()
-            .is_some_and(|(_, first)| s.sequence >= Some(*first))
+            .is_some_and(|(_, first)| s.sequence >= *first)
     };
     // Oldest first; a segment still being written (unsealed) is never removed. Age alone never
     // removes what a shipper has not sent yet; a size limit does (the disk comes first), loudly.

@@ -10,8 +10,8 @@ use super::rows::{encode_row, EventId};
 use super::schema::Flavor;
 use crate::filter::Filter;
 use crate::format::segment::sync_dir;
-use crate::format::store::{decode_block, sequence_of};
-use crate::format::{segment_paths, Decoded, Segment, StoredEvent};
+use crate::format::store::{decode_block, numbered_segments};
+use crate::format::{Decoded, Segment, StoredEvent};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -75,16 +75,6 @@ pub struct Reader {
     pub notes: Notes,
 }
 
-fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, crate::format::Error> {
-    Ok(segment_paths(dir)?
-        .into_iter()
-        .filter_map(|p| {
-            let seq = sequence_of(p.file_name()?.to_str()?)?;
-            Some((seq, p))
-        })
-        .collect())
-}
-
 impl Reader {
     pub fn new(dir: &Path, node: &str, flavor: Flavor, filter: Filter) -> Reader {
         Reader {
@@ -113,7 +103,7 @@ impl Reader {
     ) -> Result<bool, crate::format::Error> {
         let mut vanished = 0;
         loop {
-            let list = segments(&self.dir)?;
+            let list = numbered_segments(&self.dir)?;
             let Some(index) = list.iter().position(|(seq, _)| *seq >= pos.segment) else {
                 if let Some((newest, _)) = list.last() {
                     if pos.segment > newest + 1 {
@@ -211,7 +201,7 @@ impl Reader {
 
 /// Bytes of the store in `dir` at and after `pos`: how far behind a shipper is.
 pub fn lag_bytes(dir: &Path, pos: Position) -> u64 {
-    let Ok(list) = segments(dir) else {
+    let Ok(list) = numbered_segments(dir) else {
         return 0;
     };
     list.iter()

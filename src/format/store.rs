@@ -134,6 +134,14 @@ pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     Ok(paths)
 }
 
+/// The segment files of a store with their sequence numbers, oldest first.
+pub fn numbered_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    Ok(segment_paths(dir)?
+        .into_iter()
+        .filter_map(|p| Some((sequence_of(p.file_name()?.to_str()?)?, p)))
+        .collect())
+}
+
 /// The sequence number in a segment file's name (`0000000012-20261126T102138Z.dst` is 12).
 pub fn sequence_of(name: &str) -> Option<u64> {
     let stem = name.strip_suffix(SEGMENT_SUFFIX)?;
