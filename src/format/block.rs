@@ -159,7 +159,7 @@ pub fn encode_block(
         event_count: events.len() as u32,
         min_time_us: events.iter().map(|e| e.time_us).min().unwrap_or(0),
         max_time_us: events.iter().map(|e| e.time_us).max().unwrap_or(0),
-        frame_bytes: events.iter().map(|e| e.frame.len() as u64).sum(),
+        frame_bytes: codec::frame_bytes(events),
         payload_len: payload.len() as u32,
         payload_crc: crc32fast::hash(payload),
         undecodable: events
@@ -228,12 +228,6 @@ pub fn decode_payload(
     out: &mut Decoded,
 ) -> Result<(), PayloadError> {
     check_payload(header, payload)?;
-    out.reserve_frames(
-        usize::try_from(header.frame_bytes)
-            .unwrap_or(0)
-            .min(MAX_PAYLOAD_LEN as usize * 4),
-        header.event_count as usize,
-    );
     codec::decode(
         payload,
         header.event_count as usize,

@@ -165,8 +165,7 @@ impl Encoder {
         let start = out.len();
         self.encode_columns(events, summary, out);
         let mut check = self.verify.take().unwrap_or_default();
-        let frame_bytes = events.iter().map(|e| e.frame.len() as u64).sum();
-        let same = decode(&out[start..], events.len(), frame_bytes, &mut check).is_ok()
+        let same = decode(&out[start..], events.len(), frame_bytes(events), &mut check).is_ok()
             && check.len() == events.len()
             && events.iter().enumerate().all(|(i, e)| {
                 check.frame(i) == e.frame
@@ -637,8 +636,7 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
         let raw_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let stored_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
         pos += 8;
-        if raw_len > MAX_SECTION_LEN
-            || storage > STORED_LZ4
+        if storage > STORED_LZ4
             || (storage == STORED_PLAIN && raw_len != stored_len)
         {
             return bad(format!("section of kind {kind} has storage {storage}, raw length {raw_len}, stored length {stored_len}"));
@@ -672,6 +670,11 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
         ));
     }
     Ok(out)
+}
+
+/// What the frames of `events` come to, length prefixes excluded: a block header's frame bytes.
+pub fn frame_bytes(events: &[Event]) -> u64 {
+    events.iter().map(|e| e.frame.len() as u64).sum()
 }
 
 /// A decoded block: every event's exact frame, time and flags. With a length prefix
@@ -747,7 +750,7 @@ impl Decoded {
     /// Makes room for a block of `frame_bytes` bytes of frames in `events` events (the figures of
     /// its header), so that the frames are not moved as they grow. A hint only, and bounded (the
     /// header is not covered by the payload's checksum): the decoder checks room itself.
-    pub fn reserve_frames(&mut self, frame_bytes: usize, events: usize) {
+    fn reserve_frames(&mut self, frame_bytes: usize, events: usize) {
         let want = frame_bytes
             .saturating_add(events.saturating_mul(usize::from(self.prefix)))
             .saturating_add(ROOM)
@@ -1155,6 +1158,7 @@ pub fn decode(
     out.event_leaves.clear();
     out.event_shapes.clear();
     out.oversized = false;
+    out.reserve_frames(usize::try_from(frame_bytes).unwrap_or(usize::MAX), count);
     let sections = sections(payload)?;
     let mut buf = std::mem::take(&mut out.buf);
     let mut columns = std::mem::take(&mut out.columns);
@@ -1176,8 +1180,8 @@ pub fn decode(
     let used = out.ends.last().map_or(0, |&e| e as usize) + ROOM;
     if frames.len() > KEEP_BYTES && frames.len() > 2 * used {
         frames.truncate(used);
-        frames.shrink_to_fit();
     }
+    give_back(&mut frames);
     give_back(&mut buf);
     give_back(&mut opaque);
     give_back(&mut out.leaves);
@@ -1849,9 +1853,9 @@ fn compile_shapes(
     for (i, c) in columns.iter().enumerate() {
         by_key.entry(&c.key).or_insert(i as u32);
     }
-    // Per column, how often the shape being compiled has had it so far, and which it has had.
+    // Per column, how often the shape being compiled has had it so far (back to 0 after each
+    // shape, for the columns in its leaves).
     let mut occ: Vec<u16> = vec![0; columns.len()];
-    let mut occ_seen: Vec<u32> = Vec::new();
     // The slot of every leaf operation, in order.
     let mut op_slots: Vec<u32> = Vec::new();
     let most_entries = usize::try_from(frame_bytes)
@@ -1868,9 +1872,6 @@ fn compile_shapes(
         let mut steps = Steps::default();
         let mut shape_leaves = Vec::new();
         path.clear();
-        for c in occ_seen.drain(..) {
-            occ[c as usize] = 0;
-        }
         let mut pos = 0;
         while pos < shape.len() {
             // Each turn compiles one entry, or fails.
@@ -1917,9 +1918,6 @@ fn compile_shapes(
             })?;
             path.pop();
             let n = occ[column as usize];
-            if n == 0 {
-                occ_seen.push(column);
-            }
             // Wrapping past 65,535 as the encoder's count does (and as this one always did).
             occ[column as usize] = n.wrapping_add(1);
             let next = slots.len() as u32;
@@ -1945,6 +1943,9 @@ fn compile_shapes(
         }
         if !path.is_empty() {
             return bad("shape leaves a message open");
+        }
+        for &(column, ..) in &shape_leaves {
+            occ[column as usize] = 0;
         }
         p.leaves.push(shape_leaves);
         p.ranges.push((start, p.ops.len() as u32));
@@ -2051,10 +2052,6 @@ mod tests {
                 flags: (i % 3) as u8,
             })
             .collect()
-    }
-
-    fn frame_bytes(events: &[Event]) -> u64 {
-        events.iter().map(|e| e.frame.len() as u64).sum()
     }
 
     fn round_trip(events: &[Event]) -> (Vec<u8>, bool) {
