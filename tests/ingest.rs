@@ -39,15 +39,6 @@ fn sample_frames(name: &str) -> Vec<Vec<u8>> {
     frames_of(&bytes)
 }
 
-/// `frames`, each after a big-endian length of `width` bytes.
-fn framed(frames: &[Vec<u8>], width: FrameWidth) -> Vec<u8> {
-    let mut out = Vec::new();
-    for f in frames {
-        dstore::frame::write_frame(&mut out, width, f).expect("frame fits its prefix");
-    }
-    out
-}
-
 /// Whether `frame` is a PBDNSMessage, by prost's own decoder: the reference that ingest's faster
 /// check (`pb::decodes`) must agree with.
 fn decodes(frame: &[u8]) -> bool {

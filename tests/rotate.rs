@@ -182,25 +182,6 @@ fn import_segment(dir: &Path, scratch: &Scratch, times: &[u64]) -> Written {
     }
 }
 
-/// Every file in `dir` with its bytes: what a dry run must leave exactly as it was. The (empty)
-/// file that rotate locks while it removes segments is left out.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .expect("list the store")
-        .map(|e| e.expect("read the store directory").path())
-        .filter(|p| !p.ends_with("maintenance.lock"))
-        .map(|p| {
-            let name = p
-                .file_name()
-                .expect("a file name")
-                .to_string_lossy()
-                .into_owned();
-            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("read {name}: {e}"));
-            (name, bytes)
-        })
-        .collect()
-}
-
 /// `2026-11-26T10:21:38Z` for a time in microseconds, counted here year by year and month by month.
 fn utc(time_us: u64) -> String {
     let secs = time_us / SEC;

@@ -9,6 +9,7 @@ use dstore::format::segment::{FILE_HEADER_LEN, TRAILER_LEN};
 use dstore::format::{
     scan_segment, segment_paths, Decoded, Segment, StoreWriter, TimeRange, WriterOptions,
 };
+use dstore::frame::FrameWidth;
 use std::path::Path;
 
 fn small_blocks() -> WriterOptions {
@@ -481,13 +482,7 @@ fn import_skips_a_frame_longer_than_a_block_holds_says_so_and_keeps_the_rest() {
         vec![0u8; MAX_FRAME_BYTES as usize + 1],
         vec![0x08, 0x02],
     ];
-    let mut bytes = Vec::new();
-    for f in &frames {
-        bytes.extend_from_slice(&(f.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(f);
-    }
-    std::fs::write(&input, &bytes).expect("write input");
-    drop(bytes);
+    std::fs::write(&input, framed(&frames, FrameWidth::Four)).expect("write input");
     let o = run(&[
         "import",
         "--frame4",
@@ -600,9 +595,7 @@ fn a_frame_too_long_for_two_byte_framing_is_named_as_such() {
     let store = dir.path("store");
     let store = store.to_str().expect("utf-8 path");
     let input = dir.path("frames.pb");
-    let long = vec![0u8; 70_000];
-    let mut bytes = (long.len() as u32).to_be_bytes().to_vec();
-    bytes.extend_from_slice(&long);
+    let bytes = framed(&[vec![0u8; 70_000]], FrameWidth::Four);
     std::fs::write(&input, &bytes).expect("write input");
     let input = input.to_str().expect("utf-8 path");
     let o = run(&["import", "-q", "--frame4", "--storage-dir", store, input]);

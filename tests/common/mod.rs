@@ -172,3 +172,31 @@ pub fn open_writer(
         }
     }
 }
+
+/// Every file in `dir` with its bytes: what a dry run must leave exactly as it was. The (empty)
+/// file that maintenance locks while it changes the store is left out.
+pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("list the store")
+        .map(|e| e.expect("read the store directory").path())
+        .filter(|p| !p.ends_with("maintenance.lock"))
+        .map(|p| {
+            let name = p
+                .file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned();
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("read {name}: {e}"));
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// `frames`, each after a big-endian length of `width` bytes.
+pub fn framed(frames: &[Vec<u8>], width: dstore::frame::FrameWidth) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        dstore::frame::write_frame(&mut out, width, f).expect("frame fits its prefix");
+    }
+    out
+}
