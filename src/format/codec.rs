@@ -636,9 +636,7 @@ pub fn sections(payload: &[u8]) -> Result<Vec<Section<'_>>, CodecError> {
         let raw_len = u32::from_le_bytes([lens[0], lens[1], lens[2], lens[3]]) as usize;
         let stored_len = u32::from_le_bytes([lens[4], lens[5], lens[6], lens[7]]) as usize;
         pos += 8;
-        if storage > STORED_LZ4
-            || (storage == STORED_PLAIN && raw_len != stored_len)
-        {
+        if storage > STORED_LZ4 || (storage == STORED_PLAIN && raw_len != stored_len) {
             return bad(format!("section of kind {kind} has storage {storage}, raw length {raw_len}, stored length {stored_len}"));
         }
         raw_total += raw_len;
