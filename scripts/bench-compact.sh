@@ -31,6 +31,8 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 describe_machine
 echo
@@ -41,14 +43,9 @@ echo "== ingest, 4 connections unpaced for $SECONDS_SENT s"
 "$DSTORE" ingest --storage-dir "$WORK/store" --config "$WORK/empty.conf" --listen 127.0.0.1:0 \
 	--status-interval 0 2>"$WORK/ingest.log" &
 INGEST=$!
-port=
-for ((i = 0; i < 100; i++)); do
-	port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/ingest.log" | head -n 1)
-	[[ -n $port ]] && break
-	alive "$INGEST" || break
-	sleep 0.05
-done
-[[ -n $port ]] || die "dstore ingest did not start: $(cat "$WORK/ingest.log")"
+line=$(wait_for_line "$WORK/ingest.log" 'listening on 127\.0\.0\.1:' "$INGEST") ||
+	die "dstore ingest did not start: $(cat "$WORK/ingest.log")"
+port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' <<<"$line")
 "$LOAD" "$WORK/traffic.pb" --target "127.0.0.1:$port" --connections 4 --duration "$SECONDS_SENT" \
 	>/dev/null 2>"$WORK/load.err" || die "load_gen failed: $(cat "$WORK/load.err")"
 stop_pid "$INGEST" 60
@@ -72,7 +69,7 @@ cmp -s "$WORK/before.sum" "$WORK/after.sum" && same=yes
 
 echo
 echo "== results: $(thousands "$events") events stored by ingest under overload, $(nproc) cpus ($CPU_MODEL)"
-echo "bytes per event before:  $(calc 'b / e' b="$before" e="$events" | xargs printf '%.1f')"
-echo "bytes per event after:   $(calc 'b / e' b="$after" e="$events" | xargs printf '%.1f')"
-echo "compact took:            $(calc 'm / 1000' m="$took_ms" | xargs printf '%.1f') s, $(thousands "$(FORMAT=%.0f calc 'e * 1000 / m' e="$events" m="$took_ms")") events/s"
+echo "bytes per event before:  $(FORMAT=%.1f calc 'b / e' b="$before" e="$events")"
+echo "bytes per event after:   $(FORMAT=%.1f calc 'b / e' b="$after" e="$events")"
+echo "compact took:            $(FORMAT=%.1f calc 'm / 1000' m="$took_ms") s, $(thousands "$(FORMAT=%.0f calc 'e * 1000 / m' e="$events" m="$took_ms")") events/s"
 echo "cat --raw the same bytes: $same"

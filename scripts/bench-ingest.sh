@@ -107,17 +107,6 @@ sed 's/^/  /' "$WORK/gen.log"
 BYTES_PER_EVENT=$(calc 'b / n' b="$(stat -c %s "$F")" n="$EVENTS")
 echo
 
-# Waits for a line matching PATTERN in FILE while PID lives; prints the line.
-wait_for_line() {
-	local file=$1 pattern=$2 pid=$3 i
-	for ((i = 0; i < 200; i++)); do
-		if grep -m1 -- "$pattern" "$file" 2>/dev/null; then return 0; fi
-		alive "$pid" || break
-		sleep 0.05
-	done
-	return 1
-}
-
 # Reads ingest's counters into EV (events_total), ST (stored), DR (dropped), PA (partial frames),
 # CONNS (open connections), DG (events in degraded blocks; 0 from builds without them). Keeps the
 # previous values if the request fails.

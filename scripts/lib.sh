@@ -52,6 +52,17 @@ stop_pid() {
 # Prints the "== machine" lines every benchmark starts with: cores, CPU, memory, kernel, compiler,
 # the dstore measured (the tree's revision, or $DSTORE when a script was given another build) and
 # the load. The caller adds its own lines after it.
+# Waits for a line matching PATTERN in FILE while PID lives; prints the line.
+wait_for_line() {
+	local file=$1 pattern=$2 pid=$3 i
+	for ((i = 0; i < 200; i++)); do
+		if grep -m1 -- "$pattern" "$file" 2>/dev/null; then return 0; fi
+		alive "$pid" || break
+		sleep 0.05
+	done
+	return 1
+}
+
 describe_machine() {
 	local dstore
 	if [[ -z $DSTORE_GIVEN ]]; then
