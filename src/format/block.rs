@@ -121,8 +121,13 @@ impl BlockHeader {
     /// Whether the counts, lengths and times are within the bounds of a valid header (FORMAT.md,
     /// "Block header"): what a reader may allocate for the block rests on them.
     pub fn in_bounds(&self) -> bool {
+        self.frame_bytes <= MAX_FRAME_BYTES && self.in_bounds_but_frame_bytes()
+    }
+
+    /// `in_bounds` without the frame bytes bound, which came later: what a footer entry is held
+    /// to, so that a block written before that bound reads as damaged alone.
+    pub fn in_bounds_but_frame_bytes(&self) -> bool {
         self.event_count <= MAX_EVENTS
-            && self.frame_bytes <= MAX_FRAME_BYTES
             && self.payload_len <= MAX_PAYLOAD_LEN
             && self.min_time_us <= self.max_time_us
             && self.undecodable <= self.event_count

@@ -195,13 +195,10 @@ fn read_footer(file: &File, len: u64) -> Option<Vec<BlockRef>> {
         };
         // Blocks lie in order, inside the data area, and their entries are within the bounds of
         // a header: a reader sets aside the block's length before it reads the header itself.
-        // Frame bytes aside: a block written before their bound keeps the footer whole, and only
-        // that block reads as damaged.
-        let bounds = BlockHeader {
-            frame_bytes: 0,
-            ..header
-        };
-        if offset < end || offset + header.block_len() > index_offset || !bounds.in_bounds() {
+        if offset < end
+            || offset + header.block_len() > index_offset
+            || !header.in_bounds_but_frame_bytes()
+        {
             return None;
         }
         end = offset + header.block_len();
